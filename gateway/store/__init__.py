@@ -1,0 +1,69 @@
+"""The time-series store: what the ingest writes and the portal reads.
+
+``Store`` is the interface; ``gateway.store.sqlite.SqliteStore`` is the embedded default.
+Every method is async; a backend over a blocking library wraps it once, inside.
+
+Writes are idempotent on (meter, channel, interval start): writing the same interval
+again changes nothing, so a replay or a redelivery is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Protocol
+
+import msgspec
+
+from gateway.model import DailyUsage, IntervalReading, MeterStatus, Unit
+
+
+class SeriesInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored channel of one meter: its unit, grid and the timezone of its local day."""
+
+    meter_id: str
+    channel: str
+    unit: Unit
+    interval_s: int
+    timezone: str
+
+
+class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a write did: new intervals, identical replays, and changed values."""
+
+    inserted: int = 0
+    unchanged: int = 0
+    updated: int = 0
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Create or migrate the schema. Idempotent."""
+
+    async def close(self) -> None: ...
+
+    async def register_series(self, series: SeriesInfo) -> None:
+        """Declare a series before writing to it (idempotent; a changed timezone or
+        interval length for an existing series raises ``ConfigError``)."""
+
+    async def write_intervals(self, batch: Sequence[IntervalReading]) -> WriteResult:
+        """Store intervals and keep the daily rollups current, in one transaction."""
+
+    async def intervals(
+        self, meter_id: str, channel: str, start: datetime, end: datetime
+    ) -> list[IntervalReading]:
+        """Intervals whose start lies in ``[start, end)``, oldest first."""
+
+    async def daily(
+        self, meter_id: str, channel: str, first: date, last: date
+    ) -> list[DailyUsage]:
+        """Daily usage for each local day from ``first`` to ``last`` inclusive that has data."""
+
+    async def series(self, meter_id: str | None = None) -> list[SeriesInfo]: ...
+
+    async def set_meter_status(self, status: MeterStatus) -> None: ...
+
+    async def meters(self) -> list[MeterStatus]: ...
+
+    async def meter(self, meter_id: str) -> MeterStatus | None:
+        """The meter's status, or ``None`` when no such meter is known (a lookup, not a failure)."""
