@@ -70,7 +70,7 @@ class SinkError(GatewayError):
 
 
 class DataError(GatewayError):
-    """Input data that cannot be used (a bad CSV row, a garbage payload). Quarantined, not dropped."""
+    """Input that cannot be used (a bad CSV row, a garbage payload): quarantined, not dropped."""
 
     def __init__(self, message: str, *, source: str = "") -> None:
         self.source = source

@@ -1,0 +1,1 @@
+"""The edge agent: drivers, validation and the store composed for one site."""

@@ -1,0 +1,1 @@
+"""Ingest: polling, series processing (validation + intervalization) and store writes."""

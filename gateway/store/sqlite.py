@@ -1,0 +1,508 @@
+"""The embedded time-series store: SQLite in WAL mode, no server needed.
+
+Layout, chosen for size and for idempotent writes:
+
+- ``series``: one row per (meter, channel), with its unit, grid length and timezone.
+- ``interval``: ``(series, start) -> value, quality, flags, raw`` in a WITHOUT ROWID
+  table, so the primary key *is* the b-tree and a stored interval costs about
+  20 bytes (small integers; SQLite stores 0 and 1 in no bytes at all).
+- ``daily``: the rollup per local day of the series' timezone, recomputed from the
+  intervals of every day a write touches, in the same transaction (so it is always
+  exactly the sum of what is stored, replays and corrections included).
+- ``interval_history``: the previous version of any interval a write replaced.
+
+``start`` is whole seconds since the Unix epoch (UTC); a day is its proleptic ordinal.
+
+sqlite3 blocks, so each connection lives on its own single thread: one writer, one
+reader (WAL lets the portal read while a batch is being written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.errors import ConfigError, SinkError
+from gateway.model import DailyUsage, IntervalReading, MeterStatus, Quality, Unit
+from gateway.store import SeriesInfo, WriteResult
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    interval_s INTEGER NOT NULL,
+    timezone TEXT NOT NULL,
+    UNIQUE (meter_id, channel)
+);
+CREATE TABLE IF NOT EXISTS interval (
+    series INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    quality INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    raw INTEGER,
+    PRIMARY KEY (series, start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS interval_history (
+    series INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    quality INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    raw INTEGER,
+    replaced_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS interval_history_key ON interval_history (series, start);
+CREATE TABLE IF NOT EXISTS daily (
+    series INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    expected INTEGER NOT NULL,
+    present INTEGER NOT NULL,
+    estimated INTEGER NOT NULL,
+    questionable INTEGER NOT NULL,
+    edited INTEGER NOT NULL,
+    derived INTEGER NOT NULL,
+    PRIMARY KEY (series, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meter (
+    meter_id TEXT PRIMARY KEY,
+    timezone TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'unknown',
+    last_read_at INTEGER,
+    last_error TEXT,
+    protocol TEXT NOT NULL DEFAULT '',
+    profile TEXT NOT NULL DEFAULT ''
+);
+"""
+
+_ROLLUP = f"""
+SELECT coalesce(sum(value), 0), count(*),
+       sum(quality IN ({Quality.ESTIMATED_LINEAR}, {Quality.ESTIMATED_REFERENCE_DAY})),
+       sum(quality = {Quality.QUESTIONABLE}),
+       sum(quality = {Quality.EDITED}),
+       sum(quality = {Quality.DERIVED})
+FROM interval WHERE series = ? AND start >= ? AND start < ?
+"""
+
+T = TypeVar("T")
+
+_Row = tuple[int, int, int, int, int, int | None]
+
+
+class _Series:
+    """What the writer needs to know of a series, cached in memory."""
+
+    __slots__ = ("_day", "_day_hi", "_day_lo", "id", "info", "tz")
+
+    def __init__(self, sid: int, info: SeriesInfo) -> None:
+        self.id = sid
+        self.info = info
+        self.tz = ZoneInfo(info.timezone)
+        self._day_lo = 0
+        self._day_hi = -1
+        self._day = 0
+
+    def day_of(self, start: int) -> tuple[int, int, int]:
+        """(day ordinal, first second, end second) of the local day holding ``start``.
+
+        Consecutive intervals nearly always fall in the day of the previous one, so the
+        last answer is kept; zoneinfo is asked only when a day boundary is crossed.
+        """
+        if not self._day_lo <= start < self._day_hi:
+            local = datetime.fromtimestamp(start, self.tz).date()
+            self._day_lo, self._day_hi = day_bounds(local, self.tz)
+            self._day = local.toordinal()
+        return self._day, self._day_lo, self._day_hi
+
+
+def day_bounds(day: date, tz: ZoneInfo) -> tuple[int, int]:
+    """UTC epoch seconds of local midnight starting ``day`` and the next one.
+
+    23 hours apart on a spring-forward day, 25 on a fall-back day.
+    """
+    lo = datetime(day.year, day.month, day.day, tzinfo=tz)
+    nxt = day + timedelta(days=1)
+    hi = datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz)
+    return int(lo.timestamp()), int(hi.timestamp())
+
+
+def _validate_timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"unknown timezone {name!r}", key="timezone",
+            fix="use an IANA name such as 'America/Chicago' or 'Europe/Kyiv'",
+        ) from exc
+
+
+class SqliteStore:
+    """``Store`` on one SQLite file. ``synchronous`` is SQLite's setting: FULL (the
+    default) makes every committed batch survive power loss, which billing data wants."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigError(
+                f"synchronous={synchronous!r} is not a SQLite setting", key="store.synchronous",
+                fix="use FULL (default, survives power loss), NORMAL or EXTRA",
+            )
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._by_key: dict[tuple[str, str], _Series] = {}
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._wconn
+        if conn is None:
+            raise SinkError("store is not open", retryable=False)
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, conn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._rconn
+        if conn is None:
+            raise SinkError("store is not open", retryable=False)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, conn)
+
+    async def open(self) -> None:
+        if self._wconn is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._wconn = await loop.run_in_executor(self._writer, self._connect)
+            await self._write(self._migrate)
+            self._rconn = await loop.run_in_executor(self._reader, self._connect)
+        except sqlite3.Error as exc:
+            raise SinkError(f"cannot open store {self.path}: {exc}", retryable=False) from exc
+        for sid, info in await self._read(_all_series):
+            self._by_key[(info.meter_id, info.channel)] = _Series(sid, info)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(_SCHEMA)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise SinkError(
+                f"store {self.path} has schema {row[0]}, newer than this gateway's "
+                f"{SCHEMA_VERSION}: upgrade the gateway", retryable=False,
+            )
+
+    async def close(self) -> None:
+        for conn, pool in ((self._wconn, self._writer), (self._rconn, self._reader)):
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+        self._wconn = self._rconn = None
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+
+    # -- series and meters ----------------------------------------------------------
+
+    async def register_series(self, series: SeriesInfo) -> None:
+        _validate_timezone(series.timezone)
+        if series.interval_s <= 0 or 86400 % series.interval_s:
+            raise ConfigError(
+                f"interval length {series.interval_s} s does not divide a day",
+                key="interval_s", fix="use 300, 900, 1800 or 3600",
+            )
+        known = self._by_key.get((series.meter_id, series.channel))
+        if known is not None:
+            if (known.info.interval_s, known.info.timezone, known.info.unit) != (
+                series.interval_s, series.timezone, series.unit,
+            ):
+                raise ConfigError(
+                    f"meter {series.meter_id} channel {series.channel} is stored with "
+                    f"{known.info.interval_s} s intervals in {known.info.timezone} "
+                    f"({known.info.unit}); the config now says {series.interval_s} s in "
+                    f"{series.timezone} ({series.unit})",
+                    key=f"meters.{series.meter_id}",
+                    fix="keep the stored settings, or export the data and start a new store",
+                )
+            return
+        sid = await self._write(lambda c: _insert_series(c, series))
+        self._by_key[(series.meter_id, series.channel)] = _Series(sid, series)
+
+    async def series(self, meter_id: str | None = None) -> list[SeriesInfo]:
+        def q(conn: sqlite3.Connection) -> list[SeriesInfo]:
+            sql = "SELECT meter_id, channel, unit, interval_s, timezone FROM series"
+            args: tuple[str, ...] = ()
+            if meter_id is not None:
+                sql += " WHERE meter_id = ?"
+                args = (meter_id,)
+            return [
+                SeriesInfo(meter_id=m, channel=c, unit=Unit(u), interval_s=i, timezone=t)
+                for m, c, u, i, t in conn.execute(sql + " ORDER BY meter_id, channel", args)
+            ]
+
+        return await self._read(q)
+
+    async def set_meter_status(self, status: MeterStatus) -> None:
+        at = _ms(status.last_read_at) if status.last_read_at is not None else None
+
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO meter VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id) DO UPDATE "
+                "SET timezone = excluded.timezone, status = excluded.status, "
+                "last_read_at = coalesce(excluded.last_read_at, last_read_at), "
+                "last_error = excluded.last_error, protocol = excluded.protocol, "
+                "profile = excluded.profile",
+                (status.meter_id, status.timezone, status.status, at, status.last_error,
+                 status.protocol, status.profile),
+            )
+
+        await self._write(w)
+
+    async def meters(self) -> list[MeterStatus]:
+        return await self._read(lambda c: _meters(c, None))
+
+    async def meter(self, meter_id: str) -> MeterStatus | None:
+        found = await self._read(lambda c: _meters(c, meter_id))
+        return found[0] if found else None
+
+    # -- intervals ------------------------------------------------------------------
+
+    def _rows(self, batch: Sequence[IntervalReading]) -> dict[_Series, list[_Row]]:
+        grouped: dict[_Series, list[_Row]] = {}
+        by_key = self._by_key
+        for iv in batch:
+            s = by_key.get((iv.meter_id, iv.channel))
+            if s is None:
+                raise SinkError(
+                    f"meter {iv.meter_id} channel {iv.channel} was never registered",
+                    retryable=False,
+                )
+            start = int(iv.start.timestamp())
+            if start % s.info.interval_s or iv.length_s != s.info.interval_s:
+                raise SinkError(
+                    f"interval {iv.start.isoformat()} ({iv.length_s} s) of meter "
+                    f"{iv.meter_id} is off the series' {s.info.interval_s} s grid",
+                    retryable=False,
+                )
+            rows = grouped.get(s)
+            if rows is None:
+                rows = grouped[s] = []
+            rows.append((s.id, start, iv.value, int(iv.quality), iv.flags, iv.raw))
+        return grouped
+
+    async def write_intervals(self, batch: Sequence[IntervalReading]) -> WriteResult:
+        if not batch:
+            return WriteResult()
+        grouped = self._rows(batch)
+        try:
+            return await self._write(lambda c: _write(c, grouped))
+        except sqlite3.OperationalError as exc:
+            # Locked or full disk: the batch was rolled back whole, it may go through later.
+            raise SinkError(f"store write failed: {exc}", retryable=True) from exc
+        except sqlite3.Error as exc:
+            raise SinkError(f"store write failed: {exc}", retryable=False) from exc
+
+    async def intervals(
+        self, meter_id: str, channel: str, start: datetime, end: datetime
+    ) -> list[IntervalReading]:
+        s = self._by_key.get((meter_id, channel))
+        if s is None:
+            return []
+        lo, hi = int(start.timestamp()), int(end.timestamp())
+        info = s.info
+        unit = info.unit
+
+        def q(conn: sqlite3.Connection) -> list[IntervalReading]:
+            cur = conn.execute(
+                "SELECT start, value, quality, flags, raw FROM interval "
+                "WHERE series = ? AND start >= ? AND start < ? ORDER BY start",
+                (s.id, lo, hi),
+            )
+            return [
+                IntervalReading(
+                    meter_id=meter_id, channel=channel,
+                    start=datetime.fromtimestamp(t, UTC), length_s=info.interval_s,
+                    value=v, unit=unit, quality=Quality(qu), flags=f, raw=r,
+                )
+                for t, v, qu, f, r in cur
+            ]
+
+        return await self._read(q)
+
+    async def daily(
+        self, meter_id: str, channel: str, first: date, last: date
+    ) -> list[DailyUsage]:
+        s = self._by_key.get((meter_id, channel))
+        if s is None:
+            return []
+        unit = s.info.unit
+
+        def q(conn: sqlite3.Connection) -> list[DailyUsage]:
+            cur = conn.execute(
+                "SELECT day, value, expected, present, estimated, questionable, edited, "
+                "derived FROM daily WHERE series = ? AND day >= ? AND day <= ? ORDER BY day",
+                (s.id, first.toordinal(), last.toordinal()),
+            )
+            return [
+                DailyUsage(
+                    meter_id=meter_id, channel=channel, day=date.fromordinal(d), value=v,
+                    unit=unit, expected=ex, present=p, estimated=es, questionable=qu,
+                    edited=ed, derived=de,
+                )
+                for d, v, ex, p, es, qu, ed, de in cur
+            ]
+
+        return await self._read(q)
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def _all_series(conn: sqlite3.Connection) -> list[tuple[int, SeriesInfo]]:
+    return [
+        (sid, SeriesInfo(meter_id=m, channel=c, unit=Unit(u), interval_s=i, timezone=t))
+        for sid, m, c, u, i, t in conn.execute(
+            "SELECT id, meter_id, channel, unit, interval_s, timezone FROM series"
+        )
+    ]
+
+
+def _series_id(conn: sqlite3.Connection, info: SeriesInfo) -> int:
+    row = conn.execute(
+        "SELECT id FROM series WHERE meter_id = ? AND channel = ?", (info.meter_id, info.channel)
+    ).fetchone()
+    return int(row[0])
+
+
+def _insert_series(conn: sqlite3.Connection, info: SeriesInfo) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT INTO series (meter_id, channel, unit, interval_s, timezone) VALUES "
+            "(?, ?, ?, ?, ?) ON CONFLICT (meter_id, channel) DO NOTHING",
+            (info.meter_id, info.channel, str(info.unit), info.interval_s, info.timezone),
+        )
+        conn.execute(
+            "INSERT INTO meter (meter_id, timezone) VALUES (?, ?) "
+            "ON CONFLICT (meter_id) DO NOTHING",
+            (info.meter_id, info.timezone),
+        )
+        sid = _series_id(conn, info)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return sid
+
+
+def _write(conn: sqlite3.Connection, grouped: dict[_Series, list[_Row]]) -> WriteResult:
+    """One transaction: insert new intervals, replace changed ones (keeping the old
+    version in interval_history), then recompute the rollup of every touched day."""
+    inserted = unchanged = updated = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for series, rows in grouped.items():
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO interval VALUES (?, ?, ?, ?, ?, ?)", rows)
+            fresh = conn.total_changes - before
+            inserted += fresh
+            if fresh < len(rows):
+                u, same = _replace_changed(conn, series.id, rows, fresh)
+                updated += u
+                unchanged += same
+            _rollup(conn, series, _touched_days(series, (r[1] for r in rows)))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return WriteResult(inserted=inserted, unchanged=unchanged, updated=updated)
+
+
+def _replace_changed(
+    conn: sqlite3.Connection, sid: int, rows: list[_Row], fresh: int
+) -> tuple[int, int]:
+    """Rows that met an existing interval: identical ones are replays (nothing to do);
+    different ones replace the stored version, which moves to interval_history.
+
+    ``fresh`` rows were just inserted by this batch and compare equal to themselves,
+    so they are taken back out of the unchanged count.
+    """
+    updated = same = 0
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    latest: dict[int, _Row] = {}
+    for row in rows:
+        latest[row[1]] = row  # one interval twice in a batch: the last one stands
+    for start, row in latest.items():
+        old = conn.execute(
+            "SELECT value, quality, flags, raw FROM interval WHERE series = ? AND start = ?",
+            (sid, start),
+        ).fetchone()
+        if tuple(old) == row[2:]:
+            same += 1
+            continue
+        conn.execute(
+            "INSERT INTO interval_history VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, start, *old, now_ms)
+        )
+        conn.execute(
+            "UPDATE interval SET value = ?, quality = ?, flags = ?, raw = ? "
+            "WHERE series = ? AND start = ?",
+            (*row[2:], sid, start),
+        )
+        updated += 1
+    return updated, max(same - fresh, 0)
+
+
+def _touched_days(series: _Series, starts: Iterable[int]) -> dict[int, tuple[int, int]]:
+    days: dict[int, tuple[int, int]] = {}
+    for start in starts:
+        day, lo, hi = series.day_of(start)
+        days[day] = (lo, hi)
+    return days
+
+
+def _rollup(conn: sqlite3.Connection, series: _Series, days: dict[int, tuple[int, int]]) -> None:
+    length = series.info.interval_s
+    out = []
+    for day, (lo, hi) in days.items():
+        total, present, est, quest, edited, derived = conn.execute(
+            _ROLLUP, (series.id, lo, hi)
+        ).fetchone()
+        out.append((series.id, day, total, (hi - lo) // length, present, est or 0, quest or 0,
+                    edited or 0, derived or 0))
+    conn.executemany("INSERT OR REPLACE INTO daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", out)
+
+
+def _meters(conn: sqlite3.Connection, meter_id: str | None) -> list[MeterStatus]:
+    sql = ("SELECT meter_id, timezone, status, last_read_at, last_error, protocol, profile "
+           "FROM meter")
+    args: tuple[str, ...] = ()
+    if meter_id is not None:
+        sql += " WHERE meter_id = ?"
+        args = (meter_id,)
+    return [
+        MeterStatus(
+            meter_id=m, timezone=tz, status=st,
+            last_read_at=datetime.fromtimestamp(at / 1000, UTC) if at is not None else None,
+            last_error=err, protocol=proto, profile=prof,
+        )
+        for m, tz, st, at, err, proto, prof in conn.execute(sql + " ORDER BY meter_id", args)
+    ]
