@@ -9,7 +9,7 @@ again changes nothing, so a replay or a redelivery is harmless.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Protocol
 
@@ -26,6 +26,21 @@ class SeriesInfo(msgspec.Struct, frozen=True, kw_only=True):
     unit: Unit
     interval_s: int
     timezone: str
+
+
+class QuarantineItem(msgspec.Struct, frozen=True, kw_only=True):
+    """Input that could not be used, kept with the reason instead of being dropped."""
+
+    at: datetime
+    source: str
+    payload: str
+    reason: str
+    meter_id: str = ""
+    channel: str = ""
+
+
+#: A series' processing state (opaque bytes), keyed by (meter_id, channel).
+Cursors = Mapping[tuple[str, str], bytes]
 
 
 class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,8 +61,24 @@ class Store(Protocol):
         """Declare a series before writing to it (idempotent; a changed timezone or
         interval length for an existing series raises ``ConfigError``)."""
 
-    async def write_intervals(self, batch: Sequence[IntervalReading]) -> WriteResult:
-        """Store intervals and keep the daily rollups current, in one transaction."""
+    async def write_intervals(
+        self,
+        batch: Sequence[IntervalReading],
+        *,
+        cursors: Cursors | None = None,
+        quarantine: Sequence[QuarantineItem] = (),
+    ) -> WriteResult:
+        """Store intervals, keep the daily rollups current, save the series cursors and
+        the quarantined items: all in one transaction, so the data and the state that
+        produced it never disagree after a crash."""
+
+    async def cursors(self) -> dict[tuple[str, str], bytes]:
+        """The cursors saved by the last writes, to resume series processing."""
+
+    async def quarantined(self, limit: int = 100) -> list[QuarantineItem]:
+        """The most recent quarantined items, newest first."""
+
+    async def quarantine_count(self) -> int: ...
 
     async def intervals(
         self, meter_id: str, channel: str, start: datetime, end: datetime

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.errors import ConfigError, SinkError
 from gateway.model import DailyUsage, IntervalReading, MeterStatus, Quality, Unit
-from gateway.store import SeriesInfo, WriteResult
+from gateway.store import Cursors, QuarantineItem, SeriesInfo, WriteResult
 
 SCHEMA_VERSION = 1
 
@@ -76,6 +76,19 @@ CREATE TABLE IF NOT EXISTS daily (
     derived INTEGER NOT NULL,
     PRIMARY KEY (series, day)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursor (
+    series INTEGER PRIMARY KEY,
+    state BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meter (
     meter_id TEXT PRIMARY KEY,
     timezone TEXT NOT NULL,
@@ -285,16 +298,50 @@ class SqliteStore:
 
     # -- intervals ------------------------------------------------------------------
 
+    def _known(self, meter_id: str, channel: str) -> _Series:
+        s = self._by_key.get((meter_id, channel))
+        if s is None:
+            raise SinkError(
+                f"meter {meter_id} channel {channel} was never registered", retryable=False
+            )
+        return s
+
+    async def cursors(self) -> dict[tuple[str, str], bytes]:
+        names = {s.id: key for key, s in self._by_key.items()}
+
+        def q(conn: sqlite3.Connection) -> dict[tuple[str, str], bytes]:
+            return {
+                names[sid]: bytes(state)
+                for sid, state in conn.execute("SELECT series, state FROM cursor")
+                if sid in names
+            }
+
+        return await self._read(q)
+
+    async def quarantined(self, limit: int = 100) -> list[QuarantineItem]:
+        def q(conn: sqlite3.Connection) -> list[QuarantineItem]:
+            cur = conn.execute(
+                "SELECT at, source, meter_id, channel, payload, reason FROM quarantine "
+                "ORDER BY id DESC LIMIT ?", (limit,),
+            )
+            return [
+                QuarantineItem(at=datetime.fromtimestamp(at / 1000, UTC), source=src,
+                               meter_id=m, channel=c, payload=p, reason=r)
+                for at, src, m, c, p, r in cur
+            ]
+
+        return await self._read(q)
+
+    async def quarantine_count(self) -> int:
+        return await self._read(
+            lambda c: int(c.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+        )
+
     def _rows(self, batch: Sequence[IntervalReading]) -> dict[_Series, list[_Row]]:
         grouped: dict[_Series, list[_Row]] = {}
         by_key = self._by_key
         for iv in batch:
-            s = by_key.get((iv.meter_id, iv.channel))
-            if s is None:
-                raise SinkError(
-                    f"meter {iv.meter_id} channel {iv.channel} was never registered",
-                    retryable=False,
-                )
+            s = by_key.get((iv.meter_id, iv.channel)) or self._known(iv.meter_id, iv.channel)
             start = int(iv.start.timestamp())
             if start % s.info.interval_s or iv.length_s != s.info.interval_s:
                 raise SinkError(
@@ -308,12 +355,22 @@ class SqliteStore:
             rows.append((s.id, start, iv.value, int(iv.quality), iv.flags, iv.raw))
         return grouped
 
-    async def write_intervals(self, batch: Sequence[IntervalReading]) -> WriteResult:
-        if not batch:
+    async def write_intervals(
+        self,
+        batch: Sequence[IntervalReading],
+        *,
+        cursors: Cursors | None = None,
+        quarantine: Sequence[QuarantineItem] = (),
+    ) -> WriteResult:
+        if not batch and not cursors and not quarantine:
             return WriteResult()
         grouped = self._rows(batch)
+        states = [(self._known(m, c).id, state) for (m, c), state in (cursors or {}).items()]
+        held = [
+            (_ms(q.at), q.source, q.meter_id, q.channel, q.payload, q.reason) for q in quarantine
+        ]
         try:
-            return await self._write(lambda c: _write(c, grouped))
+            return await self._write(lambda c: _write(c, grouped, states, held))
         except sqlite3.OperationalError as exc:
             # Locked or full disk: the batch was rolled back whole, it may go through later.
             raise SinkError(f"store write failed: {exc}", retryable=True) from exc
@@ -414,9 +471,15 @@ def _insert_series(conn: sqlite3.Connection, info: SeriesInfo) -> int:
     return sid
 
 
-def _write(conn: sqlite3.Connection, grouped: dict[_Series, list[_Row]]) -> WriteResult:
+def _write(
+    conn: sqlite3.Connection,
+    grouped: dict[_Series, list[_Row]],
+    states: list[tuple[int, bytes]],
+    held: list[tuple[int, str, str, str, str, str]],
+) -> WriteResult:
     """One transaction: insert new intervals, replace changed ones (keeping the old
-    version in interval_history), then recompute the rollup of every touched day."""
+    version in interval_history), recompute the rollup of every touched day, save the
+    cursors and the quarantined items."""
     inserted = unchanged = updated = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -430,6 +493,13 @@ def _write(conn: sqlite3.Connection, grouped: dict[_Series, list[_Row]]) -> Writ
                 updated += u
                 unchanged += same
             _rollup(conn, series, _touched_days(series, (r[1] for r in rows)))
+        if states:
+            conn.executemany("INSERT OR REPLACE INTO cursor VALUES (?, ?)", states)
+        if held:
+            conn.executemany(
+                "INSERT INTO quarantine (at, source, meter_id, channel, payload, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?)", held,
+            )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

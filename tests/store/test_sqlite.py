@@ -163,3 +163,26 @@ async def test_meter_status(store: SqliteStore) -> None:
     assert m1 is not None
     assert (m1.status, m1.last_read_at, m1.last_error) == ("failing", at, "timeout")
     assert await store.meter("nope") is None
+
+
+async def test_cursors_and_quarantine_commit_with_the_intervals(tmp_path: Path) -> None:
+    from gateway.store import QuarantineItem
+
+    s = SqliteStore(tmp_path / "c.db")
+    await s.open()
+    await s.register_series(SeriesInfo(meter_id="m1", channel=CH, unit=Unit.WH,
+                                       interval_s=900, timezone="UTC"))
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    bad = QuarantineItem(at=at, source="import:x.csv:7", payload="m1,ch,nope,1",
+                         reason="bad timestamp", meter_id="m1", channel=CH)
+    await s.write_intervals(quarter_hours("m1", date(2026, 6, 1), ZoneInfo("UTC"))[:4],
+                            cursors={("m1", CH): b"state-1"}, quarantine=[bad])
+    await s.close()
+    again = SqliteStore(tmp_path / "c.db")
+    await again.open()
+    assert await again.cursors() == {("m1", CH): b"state-1"}
+    assert await again.quarantined() == [bad]
+    assert await again.quarantine_count() == 1
+    with pytest.raises(SinkError, match="never registered"):
+        await again.write_intervals([], cursors={("zz", CH): b"x"})
+    await again.close()

@@ -1,0 +1,229 @@
+"""Gateway configuration: TOML validated into frozen pydantic models.
+
+Every problem is reported at once, each naming the file, the key path and the fix.
+Relative paths in a config file are relative to that file. Secrets never live in the
+file: a key ending in ``_env`` names an environment variable, one ending in ``_file``
+a file to read (see ``Secret``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import ConfigError
+
+DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "devices"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown timezone {name!r}; use an IANA name such as 'America/Chicago'"
+        ) from exc
+    return name
+
+
+class Secret(_Model):
+    """A secret given by reference: an environment variable or a file, never inline."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    def read(self) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"environment variable {self.env} is not set",
+                                  key="env", fix=f"export {self.env}=...")
+            return value
+        if self.file is not None:
+            try:
+                return self.file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}",
+                                  key="file", fix="point to a readable file") from exc
+        raise ConfigError("secret has neither env nor file", fix="give env = 'NAME' or file")
+
+
+class GatewaySection(_Model):
+    #: Where the gateway keeps its store and state (relative to the config file).
+    data_dir: Path = Path("data")
+    #: The utility's timezone: daily usage is summed over its local day.
+    timezone: Annotated[str, Field(min_length=1)] = "UTC"
+    #: Length of stored intervals; must divide a day.
+    interval_s: Literal[300, 600, 900, 1800, 3600] = 900
+    #: Folder of device profiles (``*.toml``); the bundled ones by default.
+    profiles_dir: Path | None = None
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    _tz = field_validator("timezone")(_timezone)
+
+
+class StoreSection(_Model):
+    kind: Literal["sqlite"] = "sqlite"
+    #: SQLite file, relative to data_dir.
+    path: Path = Path("store.db")
+    #: FULL survives power loss (billing data); NORMAL survives a crash of the process.
+    synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
+
+
+class ApiSection(_Model):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+
+
+class ValidationSection(_Model):
+    #: A read this close to an interval boundary counts as a read at the boundary.
+    snap_tolerance_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    #: Reads further apart than this are a gap: intervals between them are estimates.
+    max_gap_s: Annotated[int, Field(gt=0)] = 1800
+    #: A timestamp this far past the gateway clock is flagged as in the future.
+    future_tolerance_s: Annotated[int, Field(ge=0)] = 120
+
+
+class MeterConfig(_Model):
+    meter_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    #: A device profile name: the file stem in the profiles folder (e.g. ``eastron-sdm630``).
+    profile: Annotated[str, Field(min_length=1)]
+    protocol: Literal["modbus_tcp"] = "modbus_tcp"
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit_id: Annotated[int, Field(ge=1, le=247)] = 1
+    poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    #: Overrides the gateway timezone for this meter's local day.
+    timezone: str | None = None
+    #: Channels to store intervals for; by default every cumulative channel.
+    channels: list[str] | None = None
+    #: Overrides the profile's maximum rating (rollover plausibility, over-max rule).
+    max_power_w: Annotated[int, Field(gt=0)] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _timezone(v)
+
+
+class Settings(_Model):
+    gateway: GatewaySection = GatewaySection()
+    store: StoreSection = StoreSection()
+    api: ApiSection = ApiSection()
+    validation: ValidationSection = ValidationSection()
+    meters: list[MeterConfig] = []
+
+    @field_validator("meters")
+    @classmethod
+    def _unique(cls, meters: list[MeterConfig]) -> list[MeterConfig]:
+        seen: set[str] = set()
+        for m in meters:
+            if m.meter_id in seen:
+                raise ValueError(f"meter_id {m.meter_id!r} appears twice; meter ids are unique")
+            seen.add(m.meter_id)
+        return meters
+
+    def timezone_of(self, meter: MeterConfig) -> str:
+        return meter.timezone or self.gateway.timezone
+
+
+class LoadedConfig(_Model):
+    """Settings plus where they came from, with relative paths resolved."""
+
+    file: Path
+    settings: Settings
+    data_dir: Path
+    store_path: Path
+    profiles_dir: Path
+
+
+class ConfigInvalid(ConfigError):
+    """Several problems in one file; ``problems`` holds each as its own ConfigError."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or correct its spelling",
+    "missing": "add this key",
+    "literal_error": "use one of the values listed",
+    "int_parsing": "give a whole number",
+    "int_type": "give a whole number",
+    "float_parsing": "give a number",
+    "bool_parsing": "give true or false",
+    "string_type": "give a quoted string",
+    "string_pattern_mismatch": "use letters, digits and . _ : - only",
+    "greater_than": "give a larger value",
+    "greater_than_equal": "give a larger value",
+    "less_than_equal": "give a smaller value",
+    "list_type": "give a list, e.g. [\"a\", \"b\"]",
+}
+
+
+def key_path(loc: tuple[int | str, ...], data: Any = None) -> str:
+    """``("meters", 2, "port")`` -> ``meters[2].port``, naming the meter when known."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and "meter_id" in node:
+                out += f"(meter_id={node['meter_id']})"
+        else:
+            out += f".{part}" if out else part
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def problems_of(exc: ValidationError, file: Path, data: Any) -> list[ConfigError]:
+    problems = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(err["type"], "see the configuration reference in the README")
+        problems.append(ConfigError(msg, file=file, key=key_path(err["loc"], data), fix=fix))
+    return problems
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError("file not found", file=path, fix="give the path of a config file "
+                          "(config/gateway.example.toml is one)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=path,
+                          fix="correct the TOML syntax at that line") from exc
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    """Read and validate a gateway config, or raise ``ConfigError`` / ``ConfigInvalid``."""
+    file = Path(path).resolve()
+    data = read_toml(file)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigInvalid(problems_of(exc, file, data)) from exc
+    base = file.parent
+    data_dir = base / settings.gateway.data_dir
+    profiles = settings.gateway.profiles_dir
+    return LoadedConfig(
+        file=file, settings=settings, data_dir=data_dir,
+        store_path=data_dir / settings.store.path,
+        profiles_dir=base / profiles if profiles is not None else DEFAULT_PROFILES_DIR,
+    )
