@@ -1,0 +1,95 @@
+"""The HTTP application: the portal feed API, a health check and the usage page.
+
+The caller owns the store: open it before serving and close it after (see the module
+docs of ``gateway.api``). The app only reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from gateway.api.feed import feed_router
+from gateway.api.schemas import Health
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+#: A health probe that waits longer than this is told the store is not answering.
+HEALTH_TIMEOUT_S = 2.0
+
+# The page loads nothing from elsewhere and runs no inline script; say so to the browser.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(
+    store: Store, *, title: str = "ami-gateway", default_channel: str = "1.0.1.8.0.255"
+) -> FastAPI:
+    app = FastAPI(
+        title=title,
+        summary="Portal feed: meters, interval readings and daily usage.",
+        version="1",
+    )
+    app.add_exception_handler(RequestValidationError, _explain_validation)
+    app.include_router(feed_router(store, default_channel))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get(
+        "/healthz",
+        tags=["ops"],
+        summary="Liveness and store reachability",
+        responses={503: {"model": Health, "description": "The store did not answer"}},
+    )
+    async def healthz(response: Response) -> Health:
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S):
+                # A lookup of a name no meter has: cheap, yet it goes through the store.
+                await store.meter("\x00healthz")
+        except Exception as exc:  # any failure means "not healthy"; the probe reports it
+            log.warning("health check: store did not answer: %r", exc)
+            response.status_code = 503
+            return Health(status="unavailable", detail=type(exc).__name__)
+        return Health(status="ok")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+
+    return app
+
+
+def _field_name(loc: Any) -> str:
+    return str(loc[-1]) if isinstance(loc, (list, tuple)) and loc else "value"
+
+
+async def _explain_validation(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 shape, with a message that says how to fix a naive instant."""
+    assert isinstance(exc, RequestValidationError)
+    errors: list[dict[str, Any]] = []
+    for error in exc.errors():
+        error = dict(error)
+        if error.get("type") == "timezone_aware":
+            name = _field_name(error.get("loc"))
+            error["msg"] = (
+                f"{name}={error.get('input')} has no UTC offset; give an ISO 8601 instant "
+                "with one, e.g. 2026-03-08T00:00:00-06:00 or 2026-03-08T06:00:00Z"
+            )
+        errors.append(error)
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
