@@ -1,0 +1,117 @@
+"""Resolves a gateway config against the device profiles into what the agent runs.
+
+Every cross-reference problem (unknown profile, unknown channel, a rollover register
+without a maximum rating) is collected, so ``ami-gateway check`` reports them all at
+once, each with the file, the key path and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from gateway.clock import Clock
+from gateway.drivers import PolledDriver
+from gateway.errors import ConfigError
+from gateway.ingest.series import SeriesConfig
+from gateway.model import Kind
+from gateway.profiles import DeviceProfile, load_profiles
+from gateway.settings import ConfigInvalid, LoadedConfig, MeterConfig
+
+
+@dataclass(frozen=True)
+class MeterPlan:
+    meter: MeterConfig
+    profile: DeviceProfile
+    timezone: str
+    series: tuple[SeriesConfig, ...]
+
+
+@dataclass(frozen=True)
+class Assembly:
+    config: LoadedConfig
+    meters: tuple[MeterPlan, ...]
+
+    def series(self) -> list[tuple[SeriesConfig, str]]:
+        return [(s, m.timezone) for m in self.meters for s in m.series]
+
+    def plan(self, meter_id: str) -> MeterPlan | None:
+        return next((m for m in self.meters if m.meter.meter_id == meter_id), None)
+
+
+def assemble(config: LoadedConfig) -> Assembly:
+    profiles = load_profiles(config.profiles_dir)
+    settings = config.settings
+    problems: list[ConfigError] = []
+    plans: list[MeterPlan] = []
+    for i, meter in enumerate(settings.meters):
+        where = f"meters[{i}](meter_id={meter.meter_id})"
+        profile = profiles.get(meter.profile)
+        if profile is None:
+            known = ", ".join(sorted(profiles)) or "none"
+            problems.append(ConfigError(
+                f"no device profile {meter.profile!r} in {config.profiles_dir}",
+                file=config.file, key=f"{where}.profile",
+                fix=f"use one of: {known}; or add {meter.profile}.toml there",
+            ))
+            continue
+        series, found = _series_of(config, meter, profile, where)
+        problems.extend(found)
+        plans.append(MeterPlan(meter=meter, profile=profile, timezone=settings.timezone_of(meter),
+                               series=tuple(series)))
+    if problems:
+        raise ConfigInvalid(problems)
+    return Assembly(config=config, meters=tuple(plans))
+
+
+def _series_of(config: LoadedConfig, meter: MeterConfig, profile: DeviceProfile,
+               where: str) -> tuple[list[SeriesConfig], list[ConfigError]]:
+    settings = config.settings
+    cumulative = {p.channel: p for p in profile.points if p.kind is Kind.CUMULATIVE}
+    problems: list[ConfigError] = []
+    wanted = meter.channels if meter.channels is not None else list(cumulative)
+    max_power = meter.max_power_w or profile.max_power_w
+    out: list[SeriesConfig] = []
+    for j, channel in enumerate(wanted):
+        point = cumulative.get(channel)
+        if point is None:
+            problems.append(ConfigError(
+                f"profile {profile.name} has no cumulative channel {channel!r}",
+                file=config.file, key=f"{where}.channels[{j}]",
+                fix=f"use one of: {', '.join(cumulative) or 'none'}",
+            ))
+            continue
+        modulus = point.modulus
+        if modulus is not None and max_power is None:
+            problems.append(ConfigError(
+                f"channel {channel} rolls over but neither the meter nor profile "
+                f"{profile.name} gives a maximum rating to judge a wrap by",
+                file=config.file, key=f"{where}.max_power_w",
+                fix="set max_power_w to the meter's maximum rating in W",
+            ))
+            continue
+        out.append(SeriesConfig(
+            meter_id=meter.meter_id, channel=channel, unit=point.unit,
+            interval_s=settings.gateway.interval_s,
+            snap_tolerance_s=settings.validation.snap_tolerance_s,
+            max_gap_s=settings.validation.max_gap_s,
+            future_tolerance_s=settings.validation.future_tolerance_s,
+            modulus=modulus * point.unit.factor if modulus is not None else None,
+            max_power_w=Decimal(max_power) if max_power is not None else None,
+        ))
+    return out, problems
+
+
+def build_driver(plan: MeterPlan, clock: Clock) -> PolledDriver:
+    """The driver for a meter's protocol. One place knows which class serves which."""
+    meter = plan.meter
+    if meter.protocol == "modbus_tcp":
+        from gateway.drivers.modbus.driver import ModbusTcpDriver
+
+        return ModbusTcpDriver(
+            meter_id=meter.meter_id, host=meter.host, port=meter.port,
+            device_id=meter.unit_id, profile=plan.profile, clock=clock,
+            timeout_s=meter.timeout_s,
+        )
+    raise ConfigError(f"protocol {meter.protocol!r} has no driver", key="protocol",
+                      fix="use modbus_tcp")

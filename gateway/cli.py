@@ -1,0 +1,224 @@
+"""``ami-gateway``: one command line for running, checking, importing and exporting."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+
+from gateway import __version__, log
+from gateway.errors import ConfigError, GatewayError
+from gateway.settings import ConfigInvalid, LoadedConfig, load_config
+
+app = typer.Typer(
+    name="ami-gateway",
+    help="Meter data ingestion and AMI gateway: read meters, validate, store, feed the portal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Gateway config (TOML).")]
+
+
+class Fmt(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        err.print("stopped")
+        raise typer.Exit(130) from None
+
+
+def _config(path: Path) -> LoadedConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _config_failed(exc)
+        raise AssertionError("unreachable") from exc
+
+
+def _config_failed(exc: ConfigError) -> None:
+    problems = exc.problems if isinstance(exc, ConfigInvalid) else [exc]
+    for p in problems:
+        err.print(f"[red]error[/red] {p}", markup=True, highlight=False, soft_wrap=True)
+    err.print(f"{len(problems)} problem(s)")
+    raise typer.Exit(2)
+
+
+def _configure_logs(cfg: LoadedConfig) -> None:
+    g = cfg.settings.gateway
+    log.configure(g.log_format, g.log_level)
+
+
+@app.command()
+def version() -> None:
+    """Print the gateway version."""
+    print(__version__)
+
+
+@app.command()
+def check(config: ConfigOpt) -> None:
+    """Validate a config and its device profiles. Exit 2 with every problem, 0 if valid."""
+    from edge.assembly import assemble
+
+    cfg = _config(config)
+    try:
+        assembly = assemble(cfg)
+    except ConfigError as exc:
+        _config_failed(exc)
+        return
+    series = sum(len(m.series) for m in assembly.meters)
+    print(f"{cfg.file}: valid: {len(assembly.meters)} meter(s), {series} stored series, "
+          f"profiles from {cfg.profiles_dir}")
+
+
+@app.command()
+def run(config: ConfigOpt) -> None:
+    """Run the gateway: poll the configured meters, store intervals, serve the portal."""
+    from edge.agent import Agent
+    from edge.assembly import assemble
+    from gateway.clock import SystemClock
+
+    cfg = _config(config)
+    _configure_logs(cfg)
+    try:
+        assembly = assemble(cfg)
+    except ConfigError as exc:
+        _config_failed(exc)
+        return
+    try:
+        _run(Agent(assembly, SystemClock()).run())
+    except GatewayError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+@app.command(name="import")
+def import_(
+    config: ConfigOpt,
+    readings: Annotated[Path, typer.Argument(help="CSV with columns meter_id,channel,at,value")],
+) -> None:
+    """Feed register readings from CSV through validation and intervalization into the store.
+
+    Bad rows are reported with their line number and reason (and kept in the quarantine);
+    the good rows are imported. Exit status 1 if any row was bad.
+    """
+    from gateway.ingest.importer import import_csv
+
+    cfg = _config(config)
+    log.configure("console" if sys.stderr.isatty() else "json", "warning")
+    try:
+        report = _run(import_csv(cfg, readings))
+    except ConfigError as exc:
+        _config_failed(exc)
+        return
+    except (GatewayError, OSError) as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for bad in report.errors:
+        err.print(f"{readings}:{bad.line}: {bad.reason}", highlight=False, markup=False)
+    print(f"{report.readings} reading(s) imported into {report.intervals} interval(s) "
+          f"({report.inserted} new, {report.unchanged} unchanged, {report.updated} updated); "
+          f"{len(report.errors)} bad row(s), {report.quarantined} quarantined")
+    if report.errors or report.quarantined:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    config: ConfigOpt,
+    meter: Annotated[str, typer.Option("--meter", help="meter_id")],
+    from_: Annotated[str, typer.Option("--from", help="First local day, YYYY-MM-DD")],
+    to: Annotated[str, typer.Option("--to", help="Last local day, YYYY-MM-DD (inclusive)")],
+    daily: Annotated[bool, typer.Option("--daily", help="Daily usage instead of intervals")] = False,
+    fmt: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,
+    channel: Annotated[str, typer.Option("--channel")] = "1.0.1.8.0.255",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout)")]
+    = None,
+) -> None:
+    """Export a meter's intervals or daily usage over local days, as CSV or JSON."""
+    cfg = _config(config)
+    try:
+        first, last = date.fromisoformat(from_), date.fromisoformat(to)
+    except ValueError as exc:
+        err.print(f"[red]error[/red] --from/--to: {exc}; give dates as YYYY-MM-DD")
+        raise typer.Exit(2) from exc
+    if first > last:
+        err.print("[red]error[/red] --from is after --to")
+        raise typer.Exit(2)
+    text = _run(_export(cfg, meter, channel, first, last, daily, fmt))
+    if text is None:
+        err.print(f"[red]error[/red] no meter {meter!r} with channel {channel!r} in the store")
+        raise typer.Exit(1)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+
+
+async def _export(cfg: LoadedConfig, meter: str, channel: str, first: date, last: date,
+                  daily: bool, fmt: Fmt) -> str | None:
+    from gateway.export import render
+    from gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(cfg.store_path)
+    await store.open()
+    try:
+        found = [s for s in await store.series(meter) if s.channel == channel]
+        if not found:
+            return None
+        tz = ZoneInfo(found[0].timezone)
+        if daily:
+            rows: list[Any] = await store.daily(meter, channel, first, last)
+        else:
+            lo = datetime(first.year, first.month, first.day, tzinfo=tz).astimezone(UTC)
+            nxt = last + timedelta(days=1)
+            hi = datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).astimezone(UTC)
+            rows = await store.intervals(meter, channel, lo, hi)
+        return render(rows, fmt.value)
+    finally:
+        await store.close()
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Portal port on 127.0.0.1")] = 8080,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second")] = 1440.0,
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its store")] =
+    Path("demo-data"),
+    days: Annotated[int, typer.Option(help="Simulated days of history before now")] = 30,
+) -> None:
+    """Simulated Modbus meters, the edge agent polling them, the SQLite store and the portal."""
+    from gateway.demo import run_demo
+
+    if speed <= 0:
+        err.print("[red]error[/red] --speed must be positive")
+        raise typer.Exit(2)
+    try:
+        _run(run_demo(port=port, speed=speed, data_dir=data_dir, days=days))
+    except GatewayError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

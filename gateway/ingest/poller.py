@@ -1,0 +1,155 @@
+"""Polls one device on a grid and feeds its readings to the pipeline.
+
+Polls are aligned to multiples of the poll interval (as Telegraf's ``round_interval``),
+so a 15-minute poll lands on the interval boundary and its read is a measured value.
+A failing device is retried with jittered exponential backoff (so many gateways do not
+retry in step) and logged once on failure, once on recovery. Readings whose commit
+failed stay pending and are fed again first, in order.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from gateway import log
+from gateway.clock import Clock
+from gateway.drivers import PolledDriver
+from gateway.errors import DriverError, GatewayError, SinkError
+from gateway.ingest.pipeline import Pipeline
+from gateway.model import MeterStatus, Reading
+from gateway.store import Store
+
+_log = log.get("gateway.poller")
+
+#: Readings kept in memory while the store refuses writes (about a day of 1-minute polls
+#: of a 10-channel meter). Beyond it the oldest are logged as lost, loudly.
+MAX_PENDING = 15_000
+
+
+@dataclass
+class PollStats:
+    """Runtime counters of one poller, for the live view and the status API."""
+
+    meter_id: str
+    device: str
+    polls: int = 0
+    failures: int = 0
+    readings: int = 0
+    intervals: int = 0
+    quarantined: int = 0
+    last_read_at: datetime | None = None
+    last_values: dict[str, str] = field(default_factory=dict)
+    last_error: str | None = None
+    failing: bool = False
+
+
+def next_tick(now: datetime, interval_s: float) -> datetime:
+    """The first multiple of ``interval_s`` since the epoch strictly after ``now``."""
+    t = now.timestamp()
+    return datetime.fromtimestamp((math.floor(t / interval_s) + 1) * interval_s, UTC)
+
+
+def backoff_s(failures: int, *, base_s: float = 2.0, cap_s: float = 300.0,
+              rng: random.Random | None = None) -> float:
+    """Exponential backoff with ±25 % jitter: 2, 4, 8 ... seconds, at most ``cap_s``."""
+    delay = min(base_s * 2 ** max(failures - 1, 0), cap_s)
+    return delay * (0.75 + 0.5 * (rng or random).random())
+
+
+class Poller:
+    def __init__(self, *, meter_id: str, timezone: str, protocol: str, profile: str,
+                 driver: PolledDriver, pipeline: Pipeline, store: Store, clock: Clock,
+                 interval_s: float, transitions: log.Transitions) -> None:
+        self.meter_id = meter_id
+        self._tz = timezone
+        self._protocol = protocol
+        self._profile = profile
+        self._driver = driver
+        self._pipeline = pipeline
+        self._store = store
+        self._clock = clock
+        self._interval_s = interval_s
+        self._transitions = transitions
+        self._pending: list[Reading] = []
+        self._connected = False
+        self.stats = PollStats(meter_id=meter_id, device=driver.device)
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        try:
+            at = next_tick(self._clock.now(), self._interval_s)
+            while True:
+                await self._clock.sleep_until(at)
+                ok = await self.poll_once()
+                at = next_tick(self._clock.now(), self._interval_s)
+                if not ok:
+                    retry = self._clock.now() + timedelta(seconds=backoff_s(self.stats.failures))
+                    at = max(at, retry)
+        finally:
+            await self._driver.close()
+
+    async def poll_once(self) -> bool:
+        """One poll: read, feed, record status. True when the device answered."""
+        self.stats.polls += 1
+        try:
+            if not self._connected:
+                await self._driver.connect()
+                self._connected = True
+            readings = await self._driver.read()
+        except DriverError as exc:
+            await self._failed(exc)
+            return False
+        self.stats.failures = 0
+        self.stats.readings += len(readings)
+        if readings:
+            self.stats.last_read_at = readings[-1].at
+            self.stats.last_values = {r.channel: f"{r.value} {r.unit}" for r in readings}
+        await self._commit(readings)
+        self._transitions.ok(self._driver.device, meter_id=self.meter_id)
+        self.stats.failing = False
+        self.stats.last_error = None
+        await self._status("ok", None)
+        return True
+
+    async def _commit(self, readings: list[Reading]) -> None:
+        self._pending.extend(readings)
+        try:
+            result = await self._pipeline.feed(self._pending, source=f"poll:{self.meter_id}",
+                                               now=self._clock.now())
+        except SinkError as exc:
+            _log.error("store write failed; readings kept to retry", meter_id=self.meter_id,
+                       pending=len(self._pending), error=str(exc), retryable=exc.retryable)
+            if len(self._pending) > MAX_PENDING:
+                lost = self._pending[: len(self._pending) - MAX_PENDING]
+                del self._pending[: len(lost)]
+                _log.critical("pending readings over the limit: oldest lost",
+                              meter_id=self.meter_id, lost=len(lost),
+                              first=lost[0].at.isoformat(), last=lost[-1].at.isoformat())
+            return
+        self._pending.clear()
+        self.stats.intervals += result.intervals
+        self.stats.quarantined += result.quarantined
+
+    async def _failed(self, exc: DriverError) -> None:
+        self.stats.failures += 1
+        self.stats.failing = True
+        self.stats.last_error = str(exc)
+        if self._connected:
+            # A failed exchange may leave a half-read reply on the connection: start clean.
+            self._connected = False
+            await self._driver.close()
+        if self._transitions.failed(self._driver.device, exc, meter_id=self.meter_id):
+            await self._status("failing", str(exc))
+
+    async def _status(self, status: str, error: str | None) -> None:
+        try:
+            await self._store.set_meter_status(MeterStatus(
+                meter_id=self.meter_id, timezone=self._tz, status=status,
+                last_read_at=self.stats.last_read_at if status == "ok" else None,
+                last_error=error, protocol=self._protocol, profile=self._profile,
+            ))
+        except GatewayError as exc:
+            _log.error("cannot record meter status", meter_id=self.meter_id, error=str(exc))
