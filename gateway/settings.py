@@ -97,7 +97,7 @@ class ValidationSection(_Model):
 
 class MeterConfig(_Model):
     meter_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-    #: A device profile name: the file stem in the profiles folder (e.g. ``eastron-sdm630``).
+    #: A device profile name: the file stem in the profiles folder (e.g. ``eastron_sdm630``).
     profile: Annotated[str, Field(min_length=1)]
     protocol: Literal["modbus_tcp"] = "modbus_tcp"
     host: Annotated[str, Field(min_length=1)]
