@@ -18,7 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.errors import ConfigError
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "devices"
+#: The bundled device profiles; AMI_PROFILES_DIR overrides (an installed package, a container).
+DEFAULT_PROFILES_DIR = Path(
+    os.environ.get("AMI_PROFILES_DIR")
+    or Path(__file__).resolve().parent.parent / "config" / "devices"
+)
 
 
 class _Model(BaseModel):
