@@ -81,7 +81,7 @@ def _series_of(config: LoadedConfig, meter: MeterConfig, profile: DeviceProfile,
                 fix=f"use one of: {', '.join(cumulative) or 'none'}",
             ))
             continue
-        modulus = point.modulus
+        modulus = point.rollover_modulus
         if modulus is not None and max_power is None:
             problems.append(ConfigError(
                 f"channel {channel} rolls over but neither the meter nor profile "

@@ -1,0 +1,137 @@
+"""End-to-end ingest into the embedded store, against raw SQLite inserts of the same rows.
+
+What is timed, per reading: decoding the meter's registers (float32 kWh, as an Eastron
+SDM630 answers), validation and de-rollover, intervalization, and the store write with
+its daily rollups, in batches as a poller or an import feeds them. The baseline,
+measured in the same run: ``executemany`` of the very interval rows the pipeline stored
+into an identical table, in the same batches and with the same ``synchronous`` setting.
+
+Goals (issue 2): >= 100,000 readings/s, >= 30 % of the raw insert rate, <= 30 bytes on
+disk per stored interval.
+
+    .venv/bin/python benchmarks/ingest.py [--meters 500] [--days 14] [--batch 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sqlite3
+import struct
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from gateway.drivers.modbus.decode import decode_point
+from gateway.ingest.pipeline import Pipeline
+from gateway.ingest.series import SeriesConfig
+from gateway.model import Kind, Reading, Unit
+from gateway.profiles import load_profiles
+from gateway.settings import DEFAULT_PROFILES_DIR
+from gateway.store.sqlite import SqliteStore
+
+CHANNEL = "1.0.1.8.0.255"
+START = datetime(2026, 3, 1, tzinfo=UTC)  # spans the 2026-03-08 US DST change
+
+
+def make_registers(meters: int, days: int, seed: int = 7) -> list[tuple[int, datetime, list[int]]]:
+    """(meter index, read time, registers) in poll order: every meter at every tick."""
+    rng = random.Random(seed)
+    energy = [rng.randint(1_000_000, 9_000_000) for _ in range(meters)]  # Wh
+    out = []
+    for tick in range(days * 96):
+        at = START + timedelta(minutes=15 * tick)
+        for m in range(meters):
+            energy[m] += rng.randint(0, 800)  # up to 3.2 kW over 15 minutes
+            words = struct.unpack(">HH", struct.pack(">f", energy[m] / 1000))
+            out.append((m, at, list(words)))
+    return out
+
+
+async def pipeline_run(path: Path, regs: list[tuple[int, datetime, list[int]]], meters: int,
+                       batch: int) -> tuple[float, int]:
+    profile = load_profiles(DEFAULT_PROFILES_DIR)["eastron_sdm630"]
+    point = next(p for p in profile.points if p.channel == CHANNEL)
+    store = SqliteStore(path)
+    await store.open()
+    ids = [f"M{m:05d}" for m in range(meters)]
+    pipeline = await Pipeline.open(store, [
+        (SeriesConfig(meter_id=i, channel=CHANNEL, unit=point.unit, interval_s=900,
+                      snap_tolerance_s=5, max_gap_s=1800, future_tolerance_s=120,
+                      modulus=None, max_power_w=Decimal(profile.max_power_w or 69000)),
+         "America/Chicago")
+        for i in ids
+    ])
+    now = START + timedelta(days=400)
+    stored = 0
+    t0 = time.perf_counter()
+    for i in range(0, len(regs), batch):
+        readings = [
+            Reading(meter_id=ids[m], channel=CHANNEL, at=at, value=decode_point(point, words),
+                    unit=point.unit, kind=Kind.CUMULATIVE)
+            for m, at, words in regs[i:i + batch]
+        ]
+        result = await pipeline.feed(readings, source="bench", now=now)
+        stored += result.written.inserted
+    elapsed = time.perf_counter() - t0
+    await store.close()
+    return elapsed, stored
+
+
+def raw_run(src: Path, dst: Path, batch: int) -> tuple[float, int]:
+    """Insert the rows the pipeline stored into an identical empty table, batch by batch."""
+    with sqlite3.connect(src) as conn:
+        rows = conn.execute("SELECT * FROM interval ORDER BY start, series").fetchall()
+        schema = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'interval'").fetchone()[0]
+    out = sqlite3.connect(dst, isolation_level=None)
+    out.execute("PRAGMA journal_mode=WAL")
+    out.execute("PRAGMA synchronous=FULL")
+    out.execute(schema)
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        out.execute("BEGIN")
+        out.executemany("INSERT INTO interval VALUES (?, ?, ?, ?, ?, ?)", rows[i:i + batch])
+        out.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    out.close()
+    return elapsed, len(rows)
+
+
+def disk_bytes(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--meters", type=int, default=500)
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--batch", type=int, default=20_000)
+    args = ap.parse_args()
+    regs = make_registers(args.meters, args.days)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "pipeline.db"
+        p_s, stored = asyncio.run(pipeline_run(db, regs, args.meters, args.batch))
+        r_s, raw_rows = raw_run(db, Path(tmp) / "raw.db", args.batch)
+        size = disk_bytes(db)
+    p_rate, r_rate = len(regs) / p_s, raw_rows / r_s
+    per = size / stored if stored else float("inf")
+    print(f"readings: {len(regs):,} ({args.meters} meters x {args.days} days of 15-min reads); "
+          f"intervals stored: {stored:,}")
+    print(f"pipeline (decode+validate+intervalize+store+rollups): {p_rate:,.0f} readings/s "
+          f"({p_s:.2f} s)")
+    print(f"raw batched SQLite inserts of the same rows:           {r_rate:,.0f} rows/s "
+          f"({r_s:.2f} s)")
+    print(f"ratio pipeline/raw: {p_rate / r_rate:.1%}   (goal >= 30%)")
+    print(f"throughput vs goal: {p_rate / 100_000:.2f}x of 100,000 readings/s")
+    print(f"disk: {size:,} bytes for {stored:,} intervals = {per:.1f} bytes/interval "
+          f"(goal <= 30)")
+
+
+if __name__ == "__main__":
+    main()
