@@ -215,6 +215,19 @@ def read_toml(path: Path) -> dict[str, Any]:
                           fix="correct the TOML syntax at that line") from exc
 
 
+def _duplicate_meters(data: dict[str, Any], file: Path) -> list[ConfigError]:
+    meters = data.get("meters")
+    if not isinstance(meters, list):
+        return []
+    ids = [m.get("meter_id") for m in meters if isinstance(m, dict)]
+    twice = sorted({i for i in ids if isinstance(i, str) and ids.count(i) > 1})
+    return [
+        ConfigError(f"meter_id {i!r} appears twice; meter ids are unique", file=file,
+                    key="meters", fix="give each meter its own meter_id")
+        for i in twice
+    ]
+
+
 def load_config(path: Path | str) -> LoadedConfig:
     """Read and validate a gateway config, or raise ``ConfigError`` / ``ConfigInvalid``."""
     file = Path(path).resolve()
@@ -222,7 +235,10 @@ def load_config(path: Path | str) -> LoadedConfig:
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigInvalid(problems_of(exc, file, data)) from exc
+        problems = problems_of(exc, file, data)
+        if not any(p.key == "meters" for p in problems):
+            problems.extend(_duplicate_meters(data, file))  # pydantic skips it when an item fails
+        raise ConfigInvalid(problems) from exc
     base = file.parent
     data_dir = base / settings.gateway.data_dir
     profiles = settings.gateway.profiles_dir
