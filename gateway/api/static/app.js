@@ -191,7 +191,7 @@ function render(daily, first, last) {
   const band = plotW / dates.length;
   const barW = Math.max(2, Math.min(band * 0.74, 46));
   const max = Math.max(...daily.days.map((d) => Number(d.value_kwh ?? d.value)));
-  const { top, step } = niceScale(max);
+  const { top, step } = niceScale(max * 1.08); // headroom for the markers above the bars
   const y = (v) => m.top + plotH - (v / top) * plotH;
 
   const svg = el("svg", {
@@ -229,11 +229,12 @@ function render(daily, first, last) {
   dates.forEach((d, i) => {
     const day = byDate.get(d);
     if (!day) return;
-    const kwh = Number(day.value_kwh ?? day.value);
+    const kwh = Math.max(Number(day.value_kwh ?? day.value), 0);
     const x = m.left + band * (i + 0.5) - barW / 2;
     const barTop = Math.min(y(kwh), y(0) - 1.5); // a zero day still shows a sliver
     const mark = markOf(day.quality);
-    el("rect", { class: "day-band", "data-date": d, x: m.left + band * i, y: m.top, width: band, height: plotH }, bands);
+    // The whole column answers the pointer: thin bars in a 90-day view are hard to hit.
+    const column = el("rect", { class: "day-band", "data-date": d, x: m.left + band * i, y: m.top, width: band, height: plotH }, bands);
     const bar = el("rect", {
       class: `bar bar-${mark}`, x, y: barTop, width: barW, height: y(0) - barTop,
       tabindex: d === focusDate ? 0 : -1, role: "img",
@@ -245,6 +246,8 @@ function render(daily, first, last) {
     bar.addEventListener("focus", () => showTooltip(d));
     bar.addEventListener("blur", hideTooltip);
     bar.addEventListener("click", () => bar.focus());
+    column.addEventListener("mouseenter", () => showTooltip(d));
+    column.addEventListener("mouseleave", (event) => { if (event.relatedTarget !== bar) hideTooltip(); });
     // Markers stack above the bar: the day's severest note first.
     const r = Math.max(3.2, Math.min(6, barW / 2.2));
     let cy = barTop - r - 4;
@@ -454,13 +457,16 @@ async function loadDaily({ announce = false } = {}) {
     state.range = [first, last];
     render(daily, first, last);
   }
-  $("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US")} · refreshes every ${refreshSeconds()} s`;
   if (announce) $("announce").textContent = `${$("chart-title").textContent}. ${$("chart-summary").textContent}`;
 }
 
 function showError(error) {
-  $("updated").textContent = `Could not refresh: ${error.message}. Retrying…`;
+  $("updated").textContent = `Could not refresh: ${error.message}. Retrying every ${refreshSeconds()} s…`;
   $("chart").dataset.error = error.message;
+  if (!state.daily) { // nothing drawn yet: say why instead of "Loading…" for ever
+    $("chart-title").textContent = "Readings are not available right now";
+    showEmpty("Could not load readings", error.message);
+  }
 }
 
 async function refresh(opts) {
@@ -468,6 +474,7 @@ async function refresh(opts) {
     await loadMeters();
     await loadDaily(opts);
     delete $("chart").dataset.error;
+    $("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US")} · refreshes every ${refreshSeconds()} s`;
   } catch (error) {
     showError(error);
   }
