@@ -41,6 +41,7 @@ _ZERO = Decimal(0)
 #: float32 bit pattern (4 big-endian bytes) -> shortest Decimal; cleared when full.
 _F32_MEMO: dict[bytes, Decimal] = {}
 _F32_MEMO_MAX = 1 << 16
+_F32_MIN_NORMAL = 2.0**-126
 
 _PointDecoder = Callable[[bytes], Decimal]
 
@@ -59,6 +60,14 @@ def _shortest_float32(raw: bytes, unpack: Callable[[bytes], tuple[float]] = _F32
         raise ValueError(f"value is {number}, not a number")
     if number == 0:
         return _ZERO  # also folds -0.0
+    # %-formatting: measurably faster than format() here, and this is the hot path.
+    if abs(number) < _F32_MIN_NORMAL:
+        # Subnormals carry fewer digits than FLT_DIG: search from one digit up.
+        for digits in range(1, 10):
+            text = f"{number:.{digits}g}"
+            if pack(float(text)) == raw:
+                break
+        return Decimal(text)
     # %-formatting: measurably faster than format() here, and this is the hot path.
     text = "%.6g" % number  # noqa: UP031
     if pack(float(text)) != raw:
