@@ -1,0 +1,266 @@
+"""One series end to end: register reads in, validated intervals and audit events out.
+
+``SeriesProcessor`` composes, for one cumulative channel of one meter, the reading rules
+(``gateway.validation.stage``), the register tracker (``gateway.validation.rollover``)
+and the grid (``gateway.ingest.intervalize``). It is pure: the caller passes the
+gateway's ``now_ms`` and stores what comes out.
+
+Conventions:
+
+- Reads are converted to base units exactly (``Decimal`` value × ``unit.factor``; a
+  read in any unit with the series' base unit is accepted, kWh or Wh alike). Instants
+  become integer epoch milliseconds (sub-millisecond parts are floored).
+- Intervals come out in the base unit (Wh for a kWh register), identified by start,
+  with ``quality = quality_of(flags)``; see ``intervalize`` for how values and flags
+  are derived. A read's own flags (e.g. ``CLOCK_UNTRUSTED`` from its driver) and the
+  flags the reading rules fire join the flags of the step that ends at it.
+- Every read that is not simply used gives a ``SeriesEvent`` carrying the ``Reading`` it
+  is about and a human reason: baseline, rollover, over_max, held, glitch / reset /
+  superseded (about the read held earlier), stale, conflict, out_of_range, future,
+  foreign. ``event.quarantine`` is true when that read will never be used (glitch,
+  superseded, stale, conflict, out_of_range, future, foreign); the others are for the
+  audit log. An exact duplicate of the last read gives nothing at all.
+- A read stamped in the future (``Flag.FUTURE``) is quarantined, not used: taken in, a
+  clock far ahead would make every later honest read look out of order.
+- ``snapshot()`` / ``SeriesProcessor.restore(config, state)`` carry the whole state
+  (last read, held read, open interval) over a restart, so the interval straddling it
+  is still emitted, once.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import msgspec
+
+from gateway.errors import ConfigError
+from gateway.ingest.intervalize import Intervalizer, IntervalizerState
+from gateway.model import Flag, IntervalReading, Kind, Quality, Reading, Unit, quality_of
+from gateway.validation.rollover import (
+    Notice,
+    RegisterTracker,
+    TrackerConfig,
+    TrackerState,
+    Verdict,
+)
+from gateway.validation.stage import ValidationStage
+
+__all__ = ["EventKind", "SeriesConfig", "SeriesEvent", "SeriesOutput", "SeriesProcessor",
+           "SeriesState"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_FUTURE = int(Flag.FUTURE)
+_QUALITY: dict[int, Quality] = {}
+
+
+class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One cumulative channel of one meter. Energies in base units, power in W."""
+
+    meter_id: str
+    channel: str
+    #: The register's unit (kWh); intervals are in ``unit.base`` (Wh).
+    unit: Unit
+    interval_s: int = 900
+    snap_tolerance_s: float = 0
+    max_gap_s: int = 3600
+    #: Where the register wraps, in base units (4-digit kWh register: 10_000_000).
+    modulus: Decimal | None = None
+    max_power_w: Decimal | None = None
+    tolerance: Decimal = Decimal("0.1")
+    #: Always-plausible energy on top of the rating, base units; None: one ``unit``
+    #: (the register's last digit may tick between two close reads).
+    slack: Decimal | None = None
+    #: How far ahead of the gateway's clock a read may be stamped.
+    future_tolerance_s: int = 300
+
+    def tracker_config(self) -> TrackerConfig:
+        slack = self.slack if self.slack is not None else Decimal(self.unit.factor)
+        return TrackerConfig(modulus=self.modulus, max_power_w=self.max_power_w,
+                             tolerance=self.tolerance, slack=slack)
+
+
+class EventKind(enum.StrEnum):
+    """Why a read went to the audit. The tracker's verdicts plus the processor's own."""
+
+    BASELINE = "baseline"
+    ROLLOVER = "rollover"
+    OVER_MAX = "over_max"
+    HELD = "held"
+    GLITCH = "glitch"
+    RESET = "reset"
+    SUPERSEDED = "superseded"
+    STALE = "stale"
+    CONFLICT = "conflict"
+    OUT_OF_RANGE = "out_of_range"
+    FUTURE = "future"  # stamped ahead of the gateway clock: quarantined
+    FOREIGN = "foreign"  # not this series (meter, channel, kind, unit or naive time)
+
+
+_KIND = {verdict: EventKind(verdict.value) for verdict in Verdict}
+_ABOUT_HELD = frozenset({Verdict.GLITCH, Verdict.RESET, Verdict.SUPERSEDED})
+#: Events whose read is finally not used: they belong in the quarantine, the rest in the
+#: audit log only. A held read is not yet final (it may become a reset's baseline; the
+#: processor's state keeps it meanwhile).
+_QUARANTINE = frozenset({EventKind.GLITCH, EventKind.SUPERSEDED, EventKind.STALE,
+                         EventKind.CONFLICT, EventKind.OUT_OF_RANGE, EventKind.FUTURE,
+                         EventKind.FOREIGN})
+
+
+class SeriesEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What happened to one read, for the audit or the quarantine."""
+
+    kind: EventKind
+    reading: Reading
+    flags: int
+    reason: str
+
+    @property
+    def quarantine(self) -> bool:
+        """True when the read will not be used: keep it in the quarantine."""
+        return self.kind in _QUARANTINE
+
+
+class SeriesOutput(msgspec.Struct, frozen=True, gc=False):
+    intervals: list[IntervalReading]
+    events: list[SeriesEvent]
+
+
+class SeriesState(msgspec.Struct, frozen=True, kw_only=True):
+    """A processor's whole state, to persist across a gateway restart."""
+
+    meter_id: str
+    channel: str
+    interval_s: int
+    tracker: TrackerState
+    grid: IntervalizerState
+    #: The read the tracker holds back (its audit record), and the flags it came with.
+    held: Reading | None = None
+    held_flags: int = 0
+
+
+class SeriesProcessor:
+    """Tracker + rules + grid for one series. See the module doc."""
+
+    __slots__ = ("_base", "_channel", "_factor", "_grid", "_held", "_held_flags", "_len_ms",
+                 "_len_td", "_meter", "_next_dt", "_next_ms", "_stage", "_tracker", "_unit",
+                 "config")
+
+    def __init__(self, config: SeriesConfig, *, stage: ValidationStage | None = None) -> None:
+        self.config = config
+        self._stage = stage or ValidationStage.default(future_tolerance_s=config.future_tolerance_s)
+        self._tracker = RegisterTracker(config.tracker_config())
+        self._grid = Intervalizer(config.interval_s, snap_tolerance_s=config.snap_tolerance_s,
+                                  max_gap_s=config.max_gap_s)
+        self._meter = config.meter_id
+        self._channel = config.channel
+        self._base = config.unit.base
+        self._unit = config.unit  # the unit of the last read and its factor, cached
+        self._factor = config.unit.factor
+        self._held: Reading | None = None
+        self._held_flags = 0
+        self._len_ms = config.interval_s * 1000
+        self._len_td = timedelta(seconds=config.interval_s)
+        self._next_ms: int | None = None  # start of the next interval, cached as a datetime
+        self._next_dt = _EPOCH
+
+    @classmethod
+    def restore(cls, config: SeriesConfig, state: SeriesState, *,
+                stage: ValidationStage | None = None) -> SeriesProcessor:
+        """A processor that continues from ``state`` (taken by ``snapshot``)."""
+        if (state.meter_id, state.channel) != (config.meter_id, config.channel):
+            raise ConfigError(f"saved state is for {state.meter_id}/{state.channel}",
+                              key="meter_id", fix="restore each series from its own state")
+        if state.interval_s != config.interval_s:
+            raise ConfigError(f"saved state uses {state.interval_s} s intervals, config "
+                              f"{config.interval_s} s", key="interval_s",
+                              fix="keep the interval length of a series")
+        if (state.held is None) != (state.tracker.held_at_ms is None):
+            raise ValueError("inconsistent series state: held read and tracker disagree")
+        self = cls(config, stage=stage)
+        self._tracker = RegisterTracker(self._tracker.config, state.tracker)
+        self._grid = Intervalizer(config.interval_s, snap_tolerance_s=config.snap_tolerance_s,
+                                  max_gap_s=config.max_gap_s, state=state.grid)
+        self._held = state.held
+        self._held_flags = state.held_flags
+        return self
+
+    def snapshot(self) -> SeriesState:
+        return SeriesState(meter_id=self._meter, channel=self._channel,
+                           interval_s=self.config.interval_s, tracker=self._tracker.snapshot(),
+                           grid=self._grid.snapshot(), held=self._held,
+                           held_flags=self._held_flags)
+
+    def feed(self, reading: Reading, now_ms: int) -> SeriesOutput:
+        """Take one register read; ``now_ms`` is the gateway clock (epoch ms)."""
+        at = reading.at
+        unit = reading.unit
+        if unit is not self._unit:  # another unit of the same base (Wh for a kWh series)
+            if unit.base is not self._base:
+                return SeriesOutput([], [self._foreign(reading)])
+            self._unit, self._factor = unit, unit.factor
+        if (reading.meter_id != self._meter or reading.channel != self._channel
+                or reading.kind is not Kind.CUMULATIVE or at.tzinfo is None):
+            return SeriesOutput([], [self._foreign(reading)])
+        at_ms = (at - _EPOCH) // _MS
+        factor = self._factor
+        value = reading.value * factor if factor != 1 else reading.value
+        flags = self._stage.check_reading(at_ms, value, now_ms) | reading.flags
+        if flags & _FUTURE:
+            reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more than the "
+                      f"tolerance: not used")
+            return SeriesOutput([], [SeriesEvent(kind=EventKind.FUTURE, reading=reading,
+                                                 flags=flags, reason=reason)])
+        outcome = self._tracker.feed(at_ms, value)
+        held_flags = self._held_flags
+        events = self._events(outcome.notices, reading, flags) if outcome.notices else []
+        intervals: list[IntervalReading] = []
+        for point in outcome.points:
+            extra = flags if point.at_ms == at_ms else held_flags
+            for iv in self._grid.feed(point.at_ms, point.cumulative, point.flags | extra,
+                                      point.brk):
+                intervals.append(self._interval(iv.start_ms, iv.value, iv.flags))
+        return SeriesOutput(intervals, events)
+
+    def _interval(self, start_ms: int, value: int, flags: int) -> IntervalReading:
+        if self._stage.interval_rules:
+            flags |= self._stage.check_interval(start_ms, self.config.interval_s, value, flags)
+        if start_ms == self._next_ms:
+            start = self._next_dt  # consecutive intervals: one addition, no conversion
+        else:
+            start = datetime.fromtimestamp(start_ms // 1000, UTC)  # the grid is whole seconds
+        self._next_ms = start_ms + self._len_ms
+        self._next_dt = start + self._len_td
+        quality = _QUALITY.get(flags)
+        if quality is None:
+            quality = _QUALITY[flags] = quality_of(flags)
+        return IntervalReading(meter_id=self._meter, channel=self._channel, start=start,
+                               length_s=self.config.interval_s, value=value, unit=self._base,
+                               quality=quality, flags=flags)
+
+    def _events(self, notices: tuple[Notice, ...], reading: Reading,
+                flags: int) -> list[SeriesEvent]:
+        """Audit events for the tracker's notices; keeps the held read's record current."""
+        events = []
+        for notice in notices:
+            if notice.verdict in _ABOUT_HELD:
+                about, about_flags = self._held, self._held_flags
+                self._held, self._held_flags = None, 0
+                assert about is not None, "restore() checks the held read and tracker agree"
+            else:
+                about, about_flags = reading, flags
+            if notice.verdict is Verdict.HELD:
+                self._held, self._held_flags = reading, flags
+            events.append(SeriesEvent(kind=_KIND[notice.verdict], reading=about,
+                                      flags=notice.flags | about_flags, reason=notice.reason))
+        return events
+
+    def _foreign(self, reading: Reading) -> SeriesEvent:
+        expected = (f"{self._meter}/{self._channel}, a cumulative read in a unit of "
+                    f"{self._base.value}, with a UTC-aware time")
+        got = (f"{reading.meter_id}/{reading.channel}, {reading.kind.value} in "
+               f"{reading.unit.value} at {reading.at.isoformat()}")
+        return SeriesEvent(kind=EventKind.FOREIGN, reading=reading, flags=reading.flags,
+                           reason=f"not this series: expected {expected}, got {got}")
