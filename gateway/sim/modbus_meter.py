@@ -150,9 +150,13 @@ class SimulatedMeter:
             self._awake.set()
 
     async def start(self) -> None:
-        device = SimDevice(id=self.spec.device_id, simdata=self._layout(),
-                           action=self._on_request)
-        server = ModbusTcpServer(device, address=(self.host, self.spec.port))
+        devices = [SimDevice(id=self.spec.device_id, simdata=self._layout(),
+                             action=self._on_request)]
+        if self.spec.device_id != 0:
+            # Any other unit id: answer as a TCP-to-RTU gateway whose target is absent.
+            devices.append(SimDevice(id=0, simdata=self._empty_layout(),
+                                     action=_no_such_unit))
+        server = ModbusTcpServer(devices, address=(self.host, self.spec.port))
         await server.serve_forever(background=True)
         self._server = server
         listener = server.transport
@@ -169,6 +173,12 @@ class SimulatedMeter:
         """pymodbus blocks: coils, discrete inputs, holding, input registers."""
         bits = [SimData(address=0, values=False, datatype=DataType.BITS)]
         return ([*bits], [*bits], self._table_layout("holding"), self._table_layout("input"))
+
+    @staticmethod
+    def _empty_layout() -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
+        bits = [SimData(address=0, values=False, datatype=DataType.BITS)]
+        registers = [SimData(address=0, count=125, values=0, datatype=DataType.REGISTERS)]
+        return ([*bits], [*bits], [*registers], [*registers])
 
     def _table_layout(self, table: Table) -> list[SimData]:
         points = sorted((p for p in self.spec.profile.points if p.table == table),
@@ -196,6 +206,12 @@ class SimulatedMeter:
         for index in range(address, address + count):
             registers[index - start_address] = words.get(index, 0)
         return None
+
+
+async def _no_such_unit(function_code: int, start_address: int, address: int, count: int,
+                        registers: list[int],
+                        set_values: list[int] | list[bool] | None) -> ExcCodes | None:
+    return ExcCodes.GATEWAY_NO_RESPONSE
 
 
 @asynccontextmanager

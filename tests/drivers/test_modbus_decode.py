@@ -145,7 +145,13 @@ def _nearest_float32_bits(value: Fraction) -> int:
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.one_of(st.integers(1, 0x7F7FFFFF), st.integers(1, 0x007FFFFF)))
+@given(st.one_of(
+    st.integers(1, 0x7F7FFFFF),
+    st.integers(1, 0x007FFFFF),  # subnormals
+    st.integers(1, 254).map(lambda exponent: exponent << 23),  # powers of two
+    st.integers(1, 254).map(lambda exponent: exponent << 23 | 1),  # just above them
+    st.integers(1, 254).map(lambda exponent: (exponent << 23) - 1),  # just below them
+))
 def test_float32_decodes_to_the_shortest_round_tripping_decimal(bits: int) -> None:
     raw = bits.to_bytes(4, "big")
     decoding._F32_MEMO.clear()

@@ -153,6 +153,18 @@ async def test_reading_an_unmapped_address_is_illegal_address(
     await driver.close()
 
 
+async def test_unknown_unit_answers_like_a_gateway_without_that_target(
+    meters: dict[str, SimulatedMeter], clock: ManualClock
+) -> None:
+    meter = meters["sdm120-1"]
+    driver = ModbusTcpDriver("other", meter.host, meter.port, 7, fast(meter.profile), clock,
+                             timeout_s=2)
+    with pytest.raises(DeviceError) as caught:
+        await driver.read()
+    assert (caught.value.code, caught.value.retryable) == (11, True)
+    await driver.close()
+
+
 async def test_gap_reads_refused_when_the_device_forbids_them(clock: ManualClock) -> None:
     strict = make_profile([{"address": 0}, {"address": 5}], allow_gap_reads=False)
     async with serve_meters([MeterSpec("q", strict)], clock) as (meter,):
