@@ -36,7 +36,7 @@ from decimal import Decimal
 import msgspec
 
 from gateway.errors import ConfigError
-from gateway.ingest.intervalize import Intervalizer, IntervalizerState
+from gateway.ingest.intervalize import Interval, Intervalizer, IntervalizerState
 from gateway.model import Flag, IntervalReading, Kind, Quality, Reading, Unit, quality_of
 from gateway.validation.rollover import (
     Notice,
@@ -144,13 +144,15 @@ class SeriesState(msgspec.Struct, frozen=True, kw_only=True):
 class SeriesProcessor:
     """Tracker + rules + grid for one series. See the module doc."""
 
-    __slots__ = ("_base", "_channel", "_factor", "_grid", "_held", "_held_flags", "_len_ms",
-                 "_len_td", "_meter", "_next_dt", "_next_ms", "_stage", "_tracker", "_unit",
-                 "config")
+    __slots__ = ("_base", "_channel", "_check_interval", "_check_reading", "_factor", "_grid",
+                 "_held", "_held_flags", "_len_ms", "_len_td", "_length_s", "_meter",
+                 "_next_dt", "_next_ms", "_stage", "_tracker", "_unit", "config")
 
     def __init__(self, config: SeriesConfig, *, stage: ValidationStage | None = None) -> None:
         self.config = config
         self._stage = stage or ValidationStage.default(future_tolerance_s=config.future_tolerance_s)
+        self._check_reading = self._stage.check_reading
+        self._check_interval = self._stage.check_interval if self._stage.interval_rules else None
         self._tracker = RegisterTracker(config.tracker_config())
         self._grid = Intervalizer(config.interval_s, snap_tolerance_s=config.snap_tolerance_s,
                                   max_gap_s=config.max_gap_s)
@@ -161,6 +163,7 @@ class SeriesProcessor:
         self._factor = config.unit.factor
         self._held: Reading | None = None
         self._held_flags = 0
+        self._length_s = config.interval_s
         self._len_ms = config.interval_s * 1000
         self._len_td = timedelta(seconds=config.interval_s)
         self._next_ms: int | None = None  # start of the next interval, cached as a datetime
@@ -207,7 +210,7 @@ class SeriesProcessor:
         at_ms = (at - _EPOCH) // _MS
         factor = self._factor
         value = reading.value * factor if factor != 1 else reading.value
-        flags = self._stage.check_reading(at_ms, value, now_ms) | reading.flags
+        flags = self._check_reading(at_ms, value, now_ms) | reading.flags
         if flags & _FUTURE:
             reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more than the "
                       f"tolerance: not used")
@@ -221,12 +224,13 @@ class SeriesProcessor:
             extra = flags if point.at_ms == at_ms else held_flags
             for iv in self._grid.feed(point.at_ms, point.cumulative, point.flags | extra,
                                       point.brk):
-                intervals.append(self._interval(iv.start_ms, iv.value, iv.flags))
+                intervals.append(self._interval(iv))
         return SeriesOutput(intervals, events)
 
-    def _interval(self, start_ms: int, value: int, flags: int) -> IntervalReading:
-        if self._stage.interval_rules:
-            flags |= self._stage.check_interval(start_ms, self.config.interval_s, value, flags)
+    def _interval(self, iv: Interval) -> IntervalReading:
+        start_ms, value, flags = iv.start_ms, iv.value, iv.flags
+        if self._check_interval is not None:
+            flags |= self._check_interval(start_ms, self._length_s, value, flags)
         if start_ms == self._next_ms:
             start = self._next_dt  # consecutive intervals: one addition, no conversion
         else:
@@ -237,7 +241,7 @@ class SeriesProcessor:
         if quality is None:
             quality = _QUALITY[flags] = quality_of(flags)
         return IntervalReading(meter_id=self._meter, channel=self._channel, start=start,
-                               length_s=self.config.interval_s, value=value, unit=self._base,
+                               length_s=self._length_s, value=value, unit=self._base,
                                quality=quality, flags=flags)
 
     def _events(self, notices: tuple[Notice, ...], reading: Reading,
