@@ -23,7 +23,7 @@ reads accepted, as ``Point``s, plus ``Notice``s for the audit. Without a rating 
 is plausible only if the wrapped delta is below half the modulus: a register that
 moved more than half its range between two reads cannot be told from one that went
 back. At most one wrap is assumed between two reads; poll faster than the register
-can wrap at full power (a 16-bit Wh counter wraps in under 7 minutes at 10 kW).
+can wrap at full power (a 16-bit Wh counter wraps in 6.5 hours at 10 kW).
 """
 
 from __future__ import annotations

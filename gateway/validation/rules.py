@@ -21,6 +21,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
+from gateway.errors import ConfigError
 from gateway.model import Flag
 
 __all__ = [
@@ -85,7 +86,7 @@ class FutureTimestamp:
 
     def __init__(self, tolerance_s: int = 300) -> None:
         if tolerance_s < 0:
-            raise ValueError("future tolerance_s must be >= 0")
+            raise ConfigError("must be >= 0", key="future_tolerance_s")
         self.tolerance_ms = tolerance_s * 1000
 
     def check(self, at_ms: int, value: Decimal, now_ms: int) -> int:
@@ -116,9 +117,9 @@ class JumpBeyondRating:
     def __init__(self, max_power_w: Decimal | None, *, tolerance: Decimal = Decimal("0.1"),
                  slack: Decimal = Decimal(0)) -> None:
         if max_power_w is not None and max_power_w <= 0:
-            raise ValueError("max_power_w must be > 0 (or None for no rating)")
+            raise ConfigError("must be > 0", key="max_power_w", fix="omit it if unknown")
         if tolerance < 0 or slack < 0:
-            raise ValueError("tolerance and slack must be >= 0")
+            raise ConfigError("tolerance and slack must be >= 0", key="tolerance")
         self.max_power_w = max_power_w
         self.tolerance = tolerance
         self.slack = slack

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+from gateway.errors import ConfigError
 from gateway.model import Flag
 from gateway.validation.rules import (
     FutureTimestamp,
@@ -74,7 +75,7 @@ def test_no_rating_allows_anything() -> None:
     lambda: FutureTimestamp(-1),
 ])
 def test_bad_rule_settings(bad: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         bad()  # type: ignore[operator]
 
 
