@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from gateway.drivers.modbus.decode import decode_point
+from gateway.drivers.modbus.decode import decode
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.series import SeriesConfig
-from gateway.model import Kind, Reading, Unit
+from gateway.model import Kind, Reading
 from gateway.profiles import load_profiles
 from gateway.settings import DEFAULT_PROFILES_DIR
 from gateway.store.sqlite import SqliteStore
@@ -70,7 +70,7 @@ async def pipeline_run(path: Path, regs: list[tuple[int, datetime, list[int]]], 
     t0 = time.perf_counter()
     for i in range(0, len(regs), batch):
         readings = [
-            Reading(meter_id=ids[m], channel=CHANNEL, at=at, value=decode_point(point, words),
+            Reading(meter_id=ids[m], channel=CHANNEL, at=at, value=decode(point, words),
                     unit=point.unit, kind=Kind.CUMULATIVE)
             for m, at, words in regs[i:i + batch]
         ]

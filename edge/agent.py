@@ -4,6 +4,7 @@ portal API, run together until stopped."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
@@ -13,6 +14,7 @@ from edge.assembly import Assembly, build_driver
 from gateway import log
 from gateway.api.app import create_app
 from gateway.clock import Clock
+from gateway.errors import ConfigError
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.poller import Poller
 from gateway.store.sqlite import SqliteStore
@@ -60,17 +62,30 @@ class Agent:
 
     async def _start_api(self, tg: asyncio.TaskGroup) -> None:
         api = self.assembly.config.settings.api
-        config = uvicorn.Config(
-            create_app(self.store), host=api.host, port=api.port, log_config=None,
-            access_log=False, lifespan="off",
-        )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._server = server
-        tg.create_task(server.serve(), name="api")
-        while not server.started:
-            if server.should_exit:
-                raise OSError(f"the portal API could not listen on {api.host}:{api.port}")
-            await asyncio.sleep(0.02)
-        sock = server.servers[0].sockets[0]
+        # Bind here rather than in uvicorn, so a busy port is a clear error, not an exit.
+        sock = _listen(api.host, api.port, self.assembly.config.file)
         self.api_port = int(sock.getsockname()[1])
+        config = uvicorn.Config(create_app(self.store), log_config=None, access_log=False,
+                                lifespan="off")
+        server = uvicorn.Server(config)
+        self._server = server
+        tg.create_task(server.serve(sockets=[sock]), name="api")
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+            await asyncio.sleep(0.02)
+
+
+def _listen(host: str, port: int, file: object) -> socket.socket:
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as exc:
+        raise ConfigError(
+            f"the portal API cannot listen on {host}:{port}: {exc.strerror or exc}",
+            file=str(file), key="api.port",
+            fix="choose a free port (the demo takes --port), or stop what holds it",
+        ) from exc
+    sock.setblocking(False)
+    return sock

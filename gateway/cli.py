@@ -145,7 +145,7 @@ def export(
     meter: Annotated[str, typer.Option("--meter", help="meter_id")],
     from_: Annotated[str, typer.Option("--from", help="First local day, YYYY-MM-DD")],
     to: Annotated[str, typer.Option("--to", help="Last local day, YYYY-MM-DD (inclusive)")],
-    daily: Annotated[bool, typer.Option("--daily", help="Daily usage instead of intervals")] = False,
+    daily: Annotated[bool, typer.Option("--daily", help="Daily usage, not intervals")] = False,
     fmt: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,
     channel: Annotated[str, typer.Option("--channel")] = "1.0.1.8.0.255",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout)")]

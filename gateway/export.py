@@ -12,10 +12,13 @@ from collections.abc import Sequence
 
 from gateway.model import DailyUsage, Flag, IntervalReading, Quality
 
-INTERVAL_COLUMNS = ("meter_id", "channel", "start", "end", "value", "unit", "quality",
-                    "quality_name", "flags")
-DAILY_COLUMNS = ("meter_id", "channel", "date", "value", "unit", "expected", "present",
-                 "missing", "estimated", "questionable", "edited", "derived")
+INTERVAL_COLUMNS: tuple[str, ...] = (
+    "meter_id", "channel", "start", "end", "value", "unit", "quality", "quality_name", "flags",
+)
+DAILY_COLUMNS: tuple[str, ...] = (
+    "meter_id", "channel", "date", "value", "unit", "expected", "present", "missing",
+    "estimated", "questionable", "edited", "derived",
+)
 
 
 def flag_names(flags: int) -> str:

@@ -36,7 +36,9 @@ class PollStats:
     meter_id: str
     device: str
     polls: int = 0
+    #: Consecutive failed polls (0 while the device answers), and all failed polls.
     failures: int = 0
+    failed_polls: int = 0
     readings: int = 0
     intervals: int = 0
     quarantined: int = 0
@@ -55,8 +57,9 @@ def next_tick(now: datetime, interval_s: float) -> datetime:
 def backoff_s(failures: int, *, base_s: float = 2.0, cap_s: float = 300.0,
               rng: random.Random | None = None) -> float:
     """Exponential backoff with ±25 % jitter: 2, 4, 8 ... seconds, at most ``cap_s``."""
-    delay = min(base_s * 2 ** max(failures - 1, 0), cap_s)
-    return delay * (0.75 + 0.5 * (rng or random).random())
+    delay = min(base_s * 2.0 ** max(failures - 1, 0), cap_s)
+    draw = rng.random() if rng is not None else random.random()
+    return delay * (0.75 + 0.5 * draw)
 
 
 class Poller:
@@ -135,6 +138,7 @@ class Poller:
 
     async def _failed(self, exc: DriverError) -> None:
         self.stats.failures += 1
+        self.stats.failed_polls += 1
         self.stats.failing = True
         self.stats.last_error = str(exc)
         if self._connected:

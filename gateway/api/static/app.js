@@ -19,10 +19,10 @@ const state = {
 
 // ---------------------------------------------------------------- dates (YYYY-MM-DD)
 
-function todayIn(timeZone) {
+function todayIn(timeZone, at = new Date()) {
   const parts = new Intl.DateTimeFormat("en-US", {
     timeZone, year: "numeric", month: "2-digit", day: "2-digit",
-  }).formatToParts(new Date());
+  }).formatToParts(at);
   const get = (type) => parts.find((p) => p.type === type).value;
   return `${get("year")}-${get("month")}-${get("day")}`;
 }
@@ -444,7 +444,11 @@ async function loadDaily({ announce = false } = {}) {
     showEmpty("No energy readings", "This meter has no energy channel to chart.");
     return;
   }
-  const last = todayIn(meter.timezone);
+  // The range ends today, or on the day of the last read when that is later (a gateway
+  // whose clock runs ahead, such as the accelerated demo).
+  const today = todayIn(meter.timezone);
+  const lastRead = meter.last_read_at ? todayIn(meter.timezone, new Date(meter.last_read_at)) : today;
+  const last = lastRead > today ? lastRead : today;
   const first = addDays(last, 1 - state.days);
   const query = new URLSearchParams({ from: first, to: last, channel });
   const seq = ++state.seq;

@@ -1,0 +1,185 @@
+"""``ami-gateway demo``: simulated meters, the edge agent, the SQLite store and the portal.
+
+Everything is real but the meters: they are Modbus TCP servers on loopback whose energy
+registers follow a seeded load curve on an accelerated clock shared with the gateway.
+One meter is a 16-bit pulse counter that wraps every 65.5 kWh (de-rollover at work),
+one drops off the bus for a few hours every sixth day (the gap shows as estimated
+intervals on the graph). The config the demo runs with is written to the data folder,
+so every other command can be tried on the demo's store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from edge.agent import Agent
+from edge.assembly import assemble
+from gateway import log
+from gateway.clock import ScaledClock
+from gateway.profiles import load_profile, load_profiles
+from gateway.settings import DEFAULT_PROFILES_DIR, load_config
+from gateway.sim import LoadShape, MeterSpec, SimulatedMeter, serve_meters
+
+TIMEZONE = "America/Chicago"
+POLL_S = 300
+#: Meter DEMO-1002 is unreachable on every sixth local day from 10:00 to 13:00.
+OUTAGE_EVERY_DAYS, OUTAGE_HOURS = 6, (10, 13)
+
+_PULSE16 = """\
+# Demo-only: a 16-bit Wh pulse counter in one holding register, like the S0 pulse
+# inputs of many Modbus I/O modules. It wraps at 65,536 Wh, several times a week.
+manufacturer = "Demo"
+model = "S0 pulse counter, 16-bit"
+source = "demo device: uint16 holding register 0 counts Wh and wraps at 2^16"
+max_power_w = 11000
+table = "holding"
+
+[[points]]
+channel = "1.0.1.8.0.255"
+address = 0
+type = "uint16"
+unit = "Wh"
+kind = "cumulative"
+rollover = { bits = 16 }
+
+[[points]]
+channel = "1.0.16.7.0.255"
+address = 1
+type = "int16"
+unit = "W"
+kind = "instant"
+"""
+
+
+def _specs(profiles_dir: Path) -> list[MeterSpec]:
+    profiles = load_profiles(profiles_dir)
+    return [
+        MeterSpec(meter_id="DEMO-1001", profile=profiles["eastron_sdm630"], seed=11,
+                  start_energy_wh=48_215_300,
+                  shape=LoadShape(base_w=400, peak_w=5200, tz=TIMEZONE)),
+        MeterSpec(meter_id="DEMO-1002", profile=profiles["eastron_sdm120"], seed=12,
+                  start_energy_wh=7_902_410,
+                  shape=LoadShape(base_w=150, peak_w=2600, tz=TIMEZONE)),
+        MeterSpec(meter_id="DEMO-1003", profile=profiles["eastron_sdm630"], seed=13,
+                  start_energy_wh=152_004_000,
+                  shape=LoadShape(base_w=1800, peak_w=9000, tz=TIMEZONE)),
+        MeterSpec(meter_id="DEMO-2001", profile=profiles["demo_pulse16"], seed=21,
+                  start_energy_wh=61_000,
+                  shape=LoadShape(base_w=600, peak_w=6500, tz=TIMEZONE)),
+    ]
+
+
+def _config_text(meters: list[SimulatedMeter], port: int) -> str:
+    lines = [
+        "# Written by `ami-gateway demo`: the config the demo runs with.",
+        "[gateway]",
+        'data_dir = "."',
+        f'timezone = "{TIMEZONE}"',
+        "interval_s = 900",
+        'profiles_dir = "devices"',
+        "",
+        "[store]",
+        'path = "store.db"',
+        'synchronous = "NORMAL"  # a demo: survive a crash of the process, not power loss',
+        "",
+        "[api]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        "",
+        "[validation]",
+        "# Simulated seconds: at x1440 a read lands within ~20 ms of real time of its tick.",
+        "snap_tolerance_s = 30",
+    ]
+    for m in meters:
+        lines += [
+            "", "[[meters]]", f'meter_id = "{m.meter_id}"', f'profile = "{m.profile.name}"',
+            'protocol = "modbus_tcp"', f'host = "{m.host}"', f"port = {m.port}",
+            f"unit_id = {m.device_id}", f"poll_interval_s = {POLL_S}", "timeout_s = 1.0",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _prepare(data_dir: Path) -> tuple[Path, Path]:
+    """A fresh demo folder: the demo's own files from an earlier run are replaced."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("store.db", "store.db-wal", "store.db-shm", "gateway.toml"):
+        (data_dir / name).unlink(missing_ok=True)
+    devices = data_dir / "devices"
+    shutil.rmtree(devices, ignore_errors=True)
+    shutil.copytree(DEFAULT_PROFILES_DIR, devices)
+    (devices / "demo_pulse16.toml").write_text(_PULSE16)
+    load_profile(devices / "demo_pulse16.toml")  # fail early if the demo profile is wrong
+    return data_dir, devices
+
+
+async def _outages(meters: list[SimulatedMeter], clock: ScaledClock, start: date) -> None:
+    """Takes DEMO-1002 off the bus for three hours on every sixth local day."""
+    target = next(m for m in meters if m.meter_id == "DEMO-1002")
+    tz = ZoneInfo(TIMEZONE)
+    while True:
+        local = clock.now().astimezone(tz)
+        day_n = (local.date() - start).days
+        silent = day_n % OUTAGE_EVERY_DAYS == OUTAGE_EVERY_DAYS - 1 and \
+            OUTAGE_HOURS[0] <= local.hour < OUTAGE_HOURS[1]
+        target.set_silent(silent)
+        await asyncio.sleep(0.05)
+
+
+def _view(agent: Agent, clock: ScaledClock, url: str, data_dir: Path) -> Group:
+    tz = ZoneInfo(TIMEZONE)
+    now = clock.now().astimezone(tz)
+    head = Text.assemble(
+        ("ami-gateway demo", "bold"), f"  simulated time {now:%Y-%m-%d %H:%M %Z} "
+        f"(x{clock.speed:g})   portal ", (url, "bold cyan"), "   Ctrl-C stops",
+    )
+    table = Table(expand=False)
+    for col in ("meter", "device", "status", "last read (local)", "energy register",
+                "reads", "intervals", "failed polls"):
+        table.add_column(col, justify="right" if col in {"reads", "intervals",
+                                                           "failed polls"} else "left")
+    for p in agent.pollers:
+        s = p.stats
+        status = Text("failing", "red") if s.failing else Text("ok", "green") if s.readings \
+            else Text("waiting", "yellow")
+        last = s.last_read_at.astimezone(tz).strftime("%m-%d %H:%M") if s.last_read_at else "-"
+        energy = s.last_values.get("1.0.1.8.0.255", "-")
+        table.add_row(s.meter_id, s.device, status, last, energy, f"{s.readings:,}",
+                      f"{s.intervals:,}", f"{s.failed_polls:,}")
+    foot = Text(f"store {data_dir / 'store.db'}   config {data_dir / 'gateway.toml'}   "
+                f"logs {data_dir / 'gateway.log'}", style="dim")
+    return Group(head, table, foot)
+
+
+async def run_demo(*, port: int, speed: float, data_dir: Path, days: int) -> None:
+    data_dir, devices = await asyncio.to_thread(_prepare, data_dir)
+    log_file = await asyncio.to_thread((data_dir / "gateway.log").open, "a")
+    with log_file:
+        log.configure("json", "info", stream=log_file)
+        tz = ZoneInfo(TIMEZONE)
+        first_day = datetime.now(tz).date() - timedelta(days=days)
+        start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=tz)
+        clock = ScaledClock(start.astimezone(UTC), speed)
+        async with serve_meters(_specs(devices), clock) as meters:
+            config = data_dir / "gateway.toml"
+            await asyncio.to_thread(config.write_text, _config_text(meters, port))
+            agent = Agent(assemble(load_config(config)), clock)
+            url = f"http://127.0.0.1:{port}/"
+            console = Console()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(agent.run(), name="agent")
+                tg.create_task(_outages(meters, clock, first_day), name="outages")
+                with Live(_view(agent, clock, url, data_dir), console=console,
+                          refresh_per_second=4, transient=False) as live:
+                    while True:
+                        await asyncio.sleep(0.25)
+                        live.update(_view(agent, clock, url, data_dir))
