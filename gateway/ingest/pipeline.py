@@ -8,6 +8,7 @@ all and can be fed again. Nothing is half-applied, nothing counted twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -31,6 +32,18 @@ class FeedResult(msgspec.Struct, frozen=True, kw_only=True):
     #: Readings of channels that are not stored as intervals (instant values).
     skipped: int = 0
     quarantined: int = 0
+
+    def __add__(self, other: FeedResult) -> FeedResult:
+        a, b = self.written, other.written
+        return FeedResult(
+            readings=self.readings + other.readings,
+            intervals=self.intervals + other.intervals,
+            written=WriteResult(inserted=a.inserted + b.inserted,
+                                unchanged=a.unchanged + b.unchanged,
+                                updated=a.updated + b.updated),
+            skipped=self.skipped + other.skipped,
+            quarantined=self.quarantined + other.quarantined,
+        )
 
 
 class Pipeline:
@@ -74,6 +87,51 @@ class Pipeline:
         On a store failure the processors are rewound and the error propagates: the
         caller may feed the same readings again later.
         """
+        step = self._process(readings, source, now)
+        try:
+            written = await self._commit(step)
+        except BaseException:
+            self._rewind(step.before)
+            raise
+        return step.result(written)
+
+    async def feed_batches(self, batches: Iterable[Sequence[Reading]], *, source: str,
+                           now: datetime | None = None) -> FeedResult:
+        """Feed batch after batch, processing each while the one before it commits.
+
+        The store writes on its own thread and SQLite releases the GIL while it works,
+        so validation and intervalization of batch k+1 overlap the commit of batch k.
+        On a failure every series is rewound to its state before the first batch that
+        did not commit, and the error propagates (``committed`` on the error counts
+        the readings that did).
+        """
+        total = FeedResult(readings=0, intervals=0, written=WriteResult())
+        inflight: tuple[_Step, asyncio.Future[WriteResult]] | None = None
+        newest: _Step | None = None  # processed; its commit not yet confirmed
+        try:
+            for batch in batches:
+                newest = self._process(batch, source, now)
+                if inflight is not None:
+                    total = total + inflight[0].result(await inflight[1])
+                inflight = (newest, asyncio.ensure_future(self._commit(newest)))
+            if inflight is not None:
+                total = total + inflight[0].result(await inflight[1])
+            inflight = newest = None
+        except BaseException as exc:
+            # The newest batch started from the end state of the one in flight: undo it
+            # first, so the older batch's "before" is what remains.
+            if newest is not None and (inflight is None or newest is not inflight[0]):
+                self._rewind(newest.before)
+            if inflight is not None:
+                inflight[1].cancel()
+                inflight[1].add_done_callback(_retrieve)
+                self._rewind(inflight[0].before)
+            exc.add_note(f"readings committed before the failure: {total.readings}")
+            raise
+        return total
+
+    def _process(self, readings: Sequence[Reading], source: str,
+                 now: datetime | None) -> _Step:
         now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
         procs = self._procs
         touched: dict[tuple[str, str], SeriesProcessor] = {}
@@ -81,38 +139,66 @@ class Pipeline:
         intervals: list[IntervalReading] = []
         quarantine: list[QuarantineItem] = []
         skipped = 0
-        for reading in readings:
-            key = (reading.meter_id, reading.channel)
-            proc = procs.get(key)
-            if proc is None:
-                if reading.kind is Kind.CUMULATIVE:
-                    quarantine.append(_unknown_series(reading, source, now_ms))
-                else:
-                    skipped += 1
-                continue
-            if key not in touched:
-                touched[key] = proc
-                before[key] = proc.snapshot()
-            out = proc.feed(reading, now_ms)
-            intervals.extend(out.intervals)
-            for event in out.events:
-                if event.quarantine:
-                    quarantine.append(QuarantineItem(
-                        at=datetime.fromtimestamp(now_ms / 1000, UTC), source=source,
-                        meter_id=reading.meter_id, channel=reading.channel,
-                        payload=_describe(event.reading), reason=event.reason,
-                    ))
-        cursors = {key: _encode(proc.snapshot()) for key, proc in touched.items()}
         try:
-            written = await self._store.write_intervals(
-                intervals, cursors=cursors, quarantine=quarantine
-            )
+            for reading in readings:
+                key = (reading.meter_id, reading.channel)
+                proc = procs.get(key)
+                if proc is None:
+                    if reading.kind is Kind.CUMULATIVE:
+                        quarantine.append(_unknown_series(reading, source, now_ms))
+                    else:
+                        skipped += 1
+                    continue
+                if key not in touched:
+                    touched[key] = proc
+                    before[key] = proc.snapshot()
+                out = proc.feed(reading, now_ms)
+                if out.intervals:
+                    intervals.extend(out.intervals)
+                for event in out.events:
+                    if event.quarantine:
+                        quarantine.append(QuarantineItem(
+                            at=datetime.fromtimestamp(now_ms / 1000, UTC), source=source,
+                            meter_id=reading.meter_id, channel=reading.channel,
+                            payload=_describe(event.reading), reason=event.reason,
+                        ))
         except BaseException:
-            for key, state in before.items():
-                procs[key] = SeriesProcessor.restore(self._configs[key], state)
+            self._rewind(before)  # nothing of a half-processed batch stays applied
             raise
-        return FeedResult(readings=len(readings), intervals=len(intervals), written=written,
-                          skipped=skipped, quarantined=len(quarantine))
+        cursors = {key: _encode(proc.snapshot()) for key, proc in touched.items()}
+        return _Step(readings=len(readings), intervals=intervals, cursors=cursors,
+                     quarantine=quarantine, before=before, skipped=skipped)
+
+    async def _commit(self, step: _Step) -> WriteResult:
+        return await self._store.write_intervals(
+            step.intervals, cursors=step.cursors, quarantine=step.quarantine
+        )
+
+    def _rewind(self, before: dict[tuple[str, str], SeriesState]) -> None:
+        for key, state in before.items():
+            self._procs[key] = SeriesProcessor.restore(self._configs[key], state)
+
+
+class _Step(msgspec.Struct, frozen=True, kw_only=True):
+    """One batch processed and not yet committed, with what it takes to undo it."""
+
+    readings: int
+    intervals: list[IntervalReading]
+    cursors: dict[tuple[str, str], bytes]
+    quarantine: list[QuarantineItem]
+    before: dict[tuple[str, str], SeriesState]
+    skipped: int
+
+    def result(self, written: WriteResult) -> FeedResult:
+        return FeedResult(readings=self.readings, intervals=len(self.intervals),
+                          written=written, skipped=self.skipped,
+                          quarantined=len(self.quarantine))
+
+
+def _retrieve(fut: asyncio.Future[WriteResult]) -> None:
+    """Consume the outcome of an abandoned commit, so it is not reported as unhandled."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _describe(reading: Reading) -> str:

@@ -33,6 +33,8 @@ from gateway.model import DailyUsage, IntervalReading, MeterStatus, Quality, Uni
 from gateway.store import Cursors, QuarantineItem, SeriesInfo, WriteResult
 
 SCHEMA_VERSION = 1
+#: Page cache per connection, in KiB (SQLite takes a negative number as KiB).
+CACHE_KIB = -65536
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -173,8 +175,7 @@ class SqliteStore:
             )
         self.path = Path(path)
         self._synchronous = synchronous.upper()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
+        self._writer = self._reader = _closed_pool()
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._by_key: dict[tuple[str, str], _Series] = {}
@@ -186,6 +187,9 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=10000")
+        # 64 MiB of page cache: writes of many series land all over the b-tree, and the
+        # default 2 MiB cache halves the insert rate once the store outgrows it.
+        conn.execute(f"PRAGMA cache_size={CACHE_KIB}")
         return conn
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -203,6 +207,8 @@ class SqliteStore:
     async def open(self) -> None:
         if self._wconn is not None:
             return
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-reader")
         loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -428,6 +434,12 @@ class SqliteStore:
             ]
 
         return await self._read(q)
+
+
+def _closed_pool() -> ThreadPoolExecutor:
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    return pool
 
 
 def _ms(at: datetime) -> int:
