@@ -105,12 +105,15 @@ def _series_of(config: LoadedConfig, meter: MeterConfig, profile: DeviceProfile,
 def build_driver(plan: MeterPlan, clock: Clock) -> PolledDriver:
     """The driver for a meter's protocol. One place knows which class serves which."""
     meter = plan.meter
+    profile = plan.profile
+    if meter.inter_request_ms is not None:
+        profile = profile.model_copy(update={"inter_request_ms": meter.inter_request_ms})
     if meter.protocol == "modbus_tcp":
         from gateway.drivers.modbus.driver import ModbusTcpDriver
 
         return ModbusTcpDriver(
             meter_id=meter.meter_id, host=meter.host, port=meter.port,
-            device_id=meter.unit_id, profile=plan.profile, clock=clock,
+            device_id=meter.unit_id, profile=profile, clock=clock,
             timeout_s=meter.timeout_s,
         )
     raise ConfigError(f"protocol {meter.protocol!r} has no driver", key="protocol",

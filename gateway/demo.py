@@ -104,6 +104,7 @@ def _config_text(meters: list[SimulatedMeter], port: int) -> str:
             "", "[[meters]]", f'meter_id = "{m.meter_id}"', f'profile = "{m.profile.name}"',
             'protocol = "modbus_tcp"', f'host = "{m.host}"', f"port = {m.port}",
             f"unit_id = {m.device_id}", f"poll_interval_s = {POLL_S}", "timeout_s = 1.0",
+            "inter_request_ms = 0  # simulated meters need no pause between requests",
         ]
     return "\n".join(lines) + "\n"
 

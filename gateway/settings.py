@@ -109,6 +109,8 @@ class MeterConfig(_Model):
     unit_id: Annotated[int, Field(ge=1, le=247)] = 1
     poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    #: Overrides the profile's pause between two requests to this device (ms).
+    inter_request_ms: Annotated[int, Field(ge=0, le=10_000)] | None = None
     #: Overrides the gateway timezone for this meter's local day.
     timezone: str | None = None
     #: Channels to store intervals for; by default every cumulative channel.

@@ -29,6 +29,10 @@ _log = log.get("gateway.poller")
 MAX_PENDING = 15_000
 
 
+#: How often an unchanged status is written again (to move last_read_at forward).
+STATUS_REFRESH = timedelta(seconds=60)
+
+
 @dataclass
 class PollStats:
     """Runtime counters of one poller, for the live view and the status API."""
@@ -78,6 +82,8 @@ class Poller:
         self._transitions = transitions
         self._pending: list[Reading] = []
         self._connected = False
+        self._status_at: datetime | None = None
+        self._status_written = ""
         self.stats = PollStats(meter_id=meter_id, device=driver.device)
 
     async def run(self) -> None:
@@ -149,6 +155,13 @@ class Poller:
             await self._status("failing", str(exc))
 
     async def _status(self, status: str, error: str | None) -> None:
+        # A change is written at once; an unchanged "ok" (only last_read_at moves) at
+        # most once a minute: each write is a commit, and with synchronous=FULL an fsync.
+        now = self._clock.now()
+        if status == self._status_written and self._status_at is not None and \
+                now - self._status_at < STATUS_REFRESH:
+            return
+        self._status_written, self._status_at = status, now
         try:
             await self._store.set_meter_status(MeterStatus(
                 meter_id=self.meter_id, timezone=self._tz, status=status,
