@@ -50,20 +50,21 @@ class Agent:
                     clock=self.clock, interval_s=plan.meter.poll_interval_s,
                     transitions=transitions,
                 ))
+            # Bind before any task starts, so a busy port is a plain ConfigError.
+            sock = _listen(settings.api.host, settings.api.port, self.assembly.config.file) \
+                if settings.api.enabled else None
             async with asyncio.TaskGroup() as tg:
                 for poller in self.pollers:
                     tg.create_task(poller.run(), name=f"poll {poller.meter_id}")
-                if settings.api.enabled:
-                    await self._start_api(tg)
+                if sock is not None:
+                    await self._start_api(tg, sock)
                 _log.info("gateway running", meters=len(self.pollers), api_port=self.api_port,
                           store=str(self.store.path))
                 if started is not None:
                     await started(self)
 
-    async def _start_api(self, tg: asyncio.TaskGroup) -> None:
-        api = self.assembly.config.settings.api
-        # Bind here rather than in uvicorn, so a busy port is a clear error, not an exit.
-        sock = _listen(api.host, api.port, self.assembly.config.file)
+    async def _start_api(self, tg: asyncio.TaskGroup, sock: socket.socket) -> None:
+        # The socket is bound by us rather than by uvicorn, which would exit the process.
         self.api_port = int(sock.getsockname()[1])
         config = uvicorn.Config(create_app(self.store), log_config=None, access_log=False,
                                 lifespan="off")

@@ -42,6 +42,15 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     except KeyboardInterrupt:
         err.print("stopped")
         raise typer.Exit(130) from None
+    except BaseExceptionGroup as group:
+        # Tasks fail together: report our own errors plainly, let anything else surface.
+        ours, rest = group.split(GatewayError)
+        if rest is not None or ours is None:
+            raise
+        first = ours.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from group
 
 
 def _config(path: Path) -> LoadedConfig:

@@ -51,15 +51,11 @@ async def import_csv(cfg: LoadedConfig, path: Path) -> ImportReport:
         ]
         if bad:
             await store.write_intervals([], quarantine=bad)
-        totals = [0, 0, 0, 0, 0, len(bad)]
-        for i in range(0, len(readings), BATCH):
-            result = await pipeline.feed(readings[i:i + BATCH], source=source, now=now)
-            w = result.written
-            for k, v in enumerate((result.readings, result.intervals, w.inserted, w.unchanged,
-                                   w.updated, result.quarantined)):
-                totals[k] += v
+        batches = (readings[i:i + BATCH] for i in range(0, len(readings), BATCH))
+        result = await pipeline.feed_batches(batches, source=source, now=now)
     finally:
         await store.close()
-    return ImportReport(readings=totals[0], intervals=totals[1], inserted=totals[2],
-                        unchanged=totals[3], updated=totals[4], quarantined=totals[5],
-                        errors=errors)
+    w = result.written
+    return ImportReport(readings=result.readings, intervals=result.intervals,
+                        inserted=w.inserted, unchanged=w.unchanged, updated=w.updated,
+                        quarantined=result.quarantined + len(bad), errors=errors)
