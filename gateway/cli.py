@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error per line, greppable
 T = TypeVar("T")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Gateway config (TOML).")]

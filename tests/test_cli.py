@@ -1,0 +1,105 @@
+"""The command line as a user runs it: real processes, real files, exit statuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = """
+[gateway]
+data_dir = "data"
+timezone = "America/Chicago"
+[store]
+synchronous = "NORMAL"
+[[meters]]
+meter_id = "M1"
+profile = "eastron_sdm120"
+host = "127.0.0.1"
+"""
+
+
+def cli(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_accepts_the_example_config() -> None:
+    done = cli("check", "--config", "config/gateway.example.toml")
+    assert done.returncode == 0, done.stderr
+    assert "valid: 2 meter(s)" in done.stdout
+
+
+def test_check_reports_every_problem_with_file_key_and_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG.replace('profile = "eastron_sdm120"', 'profile = "sdm999"')
+                   + '\n[[meters]]\nmeter_id = "M2"\nprofile = "eastron_sdm120"\n'
+                   'host = "127.0.0.1"\nchannels = ["9.9.9.9.9.9"]\n')
+    done = cli("check", "--config", bad)
+    assert done.returncode == 2
+    err = " ".join(done.stderr.split())
+    assert f"{bad}: meters[0](meter_id=M1).profile: no device profile 'sdm999'" in err
+    assert "fix: use one of: eastron_sdm120, eastron_sdm630" in err
+    assert "meters[1](meter_id=M2).channels[0]: profile eastron_sdm120 has no cumulative" in err
+    assert "2 problem(s)" in err
+
+
+def test_check_names_a_schema_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG.replace('host = "127.0.0.1"', 'host = "127.0.0.1"\nunit_id = 0'))
+    done = cli("check", "--config", bad)
+    assert done.returncode == 2
+    assert "meters[0](meter_id=M1).unit_id" in " ".join(done.stderr.split())
+
+
+def test_import_keeps_good_rows_and_reports_bad_ones_then_export(tmp_path: Path) -> None:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(CONFIG)
+    rows = ["meter_id,channel,at,value"]
+    # A day of 15-minute reads of a 0.25 kWh-per-quarter-hour load, in local time.
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    start = datetime(2026, 3, 8, tzinfo=ZoneInfo("America/Chicago"))
+    at = start
+    value = 1000
+    while at <= datetime(2026, 3, 9, tzinfo=ZoneInfo("America/Chicago")):
+        rows.append(f"M1,1.0.1.8.0.255,{at.isoformat()},{value / 4:.2f}")
+        at = (at.astimezone(ZoneInfo("UTC")) + timedelta(minutes=15)).astimezone(at.tzinfo)
+        value += 1
+    rows.insert(10, "M1,1.0.1.8.0.255,not-a-time,5")
+    rows.insert(20, "M7,1.0.1.8.0.255,2026-03-08T10:00:00Z,5")
+    readings = tmp_path / "reads.csv"
+    readings.write_text("\n".join(rows) + "\n")
+
+    done = cli("import", "--config", cfg, readings)
+    assert done.returncode == 1  # some rows were bad
+    assert f"{readings}:11: 'at' 'not-a-time' is not an ISO 8601 time" in done.stderr
+    assert f"{readings}:21: no configured meter 'M7'" in done.stderr
+    assert "93 reading(s) imported into 92 interval(s) (92 new" in done.stdout
+
+    again = cli("import", "--config", cfg, readings)
+    assert "(0 new, 0 unchanged, 0 updated)" in again.stdout
+
+    daily = cli("export", "--config", cfg, "--meter", "M1", "--from", "2026-03-08",
+                "--to", "2026-03-08", "--daily", "--format", "json")
+    assert daily.returncode == 0, daily.stderr
+    [day] = json.loads(daily.stdout)
+    assert (day["date"], day["value"], day["expected"], day["present"]) == (
+        "2026-03-08", 92 * 250, 92, 92)
+
+    out = tmp_path / "intervals.csv"
+    intervals = cli("export", "--config", cfg, "--meter", "M1", "--from", "2026-03-08",
+                    "--to", "2026-03-08", "-o", out)
+    assert intervals.returncode == 0, intervals.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("meter_id,channel,start,end,value,unit,quality")
+    assert len(lines) == 93
+    assert lines[1].split(",")[2:5] == ["2026-03-08T06:00:00+00:00",
+                                        "2026-03-08T06:15:00+00:00", "250"]
+
+    missing = cli("export", "--config", cfg, "--meter", "NOPE", "--from", "2026-03-08",
+                  "--to", "2026-03-08")
+    assert missing.returncode == 1 and "no meter 'NOPE'" in missing.stderr
