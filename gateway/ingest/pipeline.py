@@ -114,6 +114,9 @@ class Pipeline:
                 if inflight is not None:
                     total = total + inflight[0].result(await inflight[1])
                 inflight = (newest, asyncio.ensure_future(self._commit(newest)))
+                # Let the commit hand its write to the store's thread now, not when it
+                # is next awaited: otherwise nothing overlaps.
+                await asyncio.sleep(0)
             if inflight is not None:
                 total = total + inflight[0].result(await inflight[1])
             inflight = newest = None
