@@ -103,3 +103,102 @@ def test_import_keeps_good_rows_and_reports_bad_ones_then_export(tmp_path: Path)
     missing = cli("export", "--config", cfg, "--meter", "NOPE", "--from", "2026-03-08",
                   "--to", "2026-03-08")
     assert missing.returncode == 1 and "no meter 'NOPE'" in missing.stderr
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, timeout_s: float = 20) -> dict[str, object]:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            got = httpx.get(url, timeout=2)
+            if got.status_code == 200:
+                body: dict[str, object] = got.json()
+                return body
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer in {timeout_s} s")
+        time.sleep(0.2)
+
+
+def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
+    import signal
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--port", str(port), "--speed", "7200",
+         "--days", "2", "--data-dir", str(tmp_path / "demo")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        body = wait_for(f"http://127.0.0.1:{port}/api/v1/meters")
+        meters = body["meters"]
+        assert isinstance(meters, list)
+        assert {m["meter_id"] for m in meters} == {"DEMO-1001", "DEMO-1002", "DEMO-1003",
+                                                   "DEMO-2001"}
+        checked = cli("check", "--config", tmp_path / "demo" / "gateway.toml")
+        assert checked.returncode == 0, checked.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+
+
+async def test_run_polls_a_meter_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    from gateway.clock import SystemClock
+    from gateway.profiles import load_profiles
+    from gateway.sim import MeterSpec, serve_meters
+
+    port = free_port()
+    spec = MeterSpec(meter_id="RUN-1", profile=load_profiles()["eastron_sdm120"],
+                     start_energy_wh=12_345_000)
+    async with serve_meters([spec], SystemClock()) as [meter]:
+        cfg = tmp_path / "site.toml"
+        cfg.write_text(f"""
+[gateway]
+data_dir = "data"
+log_format = "json"
+[store]
+synchronous = "NORMAL"
+[api]
+port = {port}
+[[meters]]
+meter_id = "RUN-1"
+profile = "eastron_sdm120"
+host = "{meter.host}"
+port = {meter.port}
+poll_interval_s = 0.5
+inter_request_ms = 0
+""")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "run", "--config", str(cfg), cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.2)
+                body = await asyncio.to_thread(wait_for, f"http://127.0.0.1:{port}/api/v1/meters")
+                [status] = body["meters"]  # type: ignore[misc]
+                if status["status"] == "ok":
+                    break
+            assert status["status"] == "ok" and status["last_read_at"]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 130, err.decode()
+    logs = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    assert any(e["event"] == "gateway running" for e in logs)
