@@ -142,11 +142,12 @@ _Row = tuple[int, int, int, int, int, int | None]
 class _Series:
     """What the writer needs to know of a series, cached in memory."""
 
-    __slots__ = ("_day", "_day_hi", "_day_lo", "id", "info", "tz")
+    __slots__ = ("_day", "_day_hi", "_day_lo", "id", "info", "length", "tz")
 
     def __init__(self, sid: int, info: SeriesInfo) -> None:
         self.id = sid
         self.info = info
+        self.length = info.interval_s
         self.tz = ZoneInfo(info.timezone)
         self._day_lo = 0
         self._day_hi = -1
@@ -372,16 +373,17 @@ class SqliteStore:
         for iv in batch:
             s = by_key.get((iv.meter_id, iv.channel)) or self._known(iv.meter_id, iv.channel)
             start = int(iv.start.timestamp())
-            if start % s.info.interval_s or iv.length_s != s.info.interval_s:
+            length = s.length
+            if start % length or iv.length_s != length:
                 raise SinkError(
                     f"interval {iv.start.isoformat()} ({iv.length_s} s) of meter "
-                    f"{iv.meter_id} is off the series' {s.info.interval_s} s grid",
-                    retryable=False,
+                    f"{iv.meter_id} is off the series' {length} s grid", retryable=False,
                 )
             rows = grouped.get(s)
             if rows is None:
                 rows = grouped[s] = []
-            rows.append((s.id, start, iv.value, int(iv.quality), iv.flags, iv.raw))
+            # quality is an IntEnum: an int to SQLite and to the JSON encoder alike.
+            rows.append((s.id, start, iv.value, iv.quality, iv.flags, iv.raw))
         return grouped
 
     async def write_intervals(
@@ -595,8 +597,12 @@ def _touched_days(series: _Series, rows: list[_Row]) -> list[tuple[int, int, int
     """(series, day, first second, end second, expected intervals) of each day touched."""
     days: dict[int, tuple[int, int, int, int, int]] = {}
     length = series.info.interval_s
+    lo = hi = 0
     for row in rows:
-        day, lo, hi = series.day_of(row[1])
+        start = row[1]
+        if lo <= start < hi:  # the day of the row before: by far the usual case
+            continue
+        day, lo, hi = series.day_of(start)
         if day not in days:
             days[day] = (series.id, day, lo, hi, (hi - lo) // length)
     return list(days.values())
