@@ -92,7 +92,14 @@ class Poller:
             at = next_tick(self._clock.now(), self._interval_s)
             while True:
                 await self._clock.sleep_until(at)
-                ok = await self.poll_once()
+                try:
+                    ok = await self.poll_once()
+                except Exception as exc:  # a defect must not stop the other meters' polls
+                    _log.exception("poll failed unexpectedly", meter_id=self.meter_id,
+                                   error=f"{type(exc).__name__}: {exc}")
+                    self.stats.failures += 1
+                    self.stats.failed_polls += 1
+                    ok = False
                 at = next_tick(self._clock.now(), self._interval_s)
                 if not ok:
                     retry = self._clock.now() + timedelta(seconds=backoff_s(self.stats.failures))

@@ -140,3 +140,47 @@ async def test_a_silent_meter_is_logged_once_and_its_gap_estimated(tmp_path: Pat
         last = round(meter.register_value(CH, start + timedelta(hours=4)) * 1000)
         assert sum(iv.value for iv in ivs) == last - first
         await store.close()
+
+
+async def test_a_poller_outlives_a_defect_in_its_pipeline(tmp_path: Path) -> None:
+    """An unexpected exception is logged with its traceback and polling goes on."""
+    import asyncio
+
+    from gateway.clock import ScaledClock
+
+    clock = ScaledClock(DAY_START, speed=3600)
+    profile = load_profiles(DEFAULT_PROFILES_DIR)["eastron_sdm120"]
+    spec = MeterSpec(meter_id="FLAT-3", profile=profile)
+    async with serve_meters([spec], clock) as meters:
+        cfg = load_config(write_config(tmp_path, meters))
+        assembly = assemble(cfg)
+        store = SqliteStore(cfg.store_path, synchronous="NORMAL")
+        await store.open()
+        pipeline = await Pipeline.open(store, assembly.series())
+        calls = 0
+        fourth = asyncio.Event()
+        real_feed = pipeline.feed
+
+        async def flaky(*args: object, **kw: object) -> object:
+            # A defect cannot be arranged in working code: this feed fails once.
+            nonlocal calls
+            calls += 1
+            if calls == 4:
+                fourth.set()
+            if calls == 2:
+                raise RuntimeError("a defect")
+            return await real_feed(*args, **kw)  # type: ignore[arg-type]
+
+        pipeline.feed = flaky  # type: ignore[method-assign]
+        poller = Poller(meter_id="FLAT-3", timezone="America/Chicago", protocol="modbus_tcp",
+                        profile="eastron_sdm120", driver=build_driver(assembly.meters[0], clock),
+                        pipeline=pipeline, store=store, clock=clock, interval_s=60,
+                        transitions=log.Transitions(log.get("test")))
+        with capture_logs() as logs:
+            task = asyncio.create_task(poller.run())
+            await asyncio.wait_for(fourth.wait(), 20)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert any(e["event"] == "poll failed unexpectedly" and e.get("exc_info") for e in logs)
+        assert poller.stats.failed_polls == 1
+        await store.close()
