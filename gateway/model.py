@@ -83,8 +83,12 @@ class Flag(enum.IntFlag):
     EDITED = 1 << 9
     #: A meter exchange (new serial number) happened within this interval.
     METER_EXCHANGE = 1 << 10
-    #: A different value already existed for this interval; both kept in the audit.
+    #: A different value already existed for this interval (for the VEE stage; the store
+    #: keeps the replaced version in its history).
     CONFLICT = 1 << 11
+    #: So long passed between two reads that the register could have wrapped more than
+    #: once at the meter's rating: whole turns of the register may be missing.
+    AMBIGUOUS_WRAPS = 1 << 12
 
 
 _QUESTIONABLE = (
@@ -94,6 +98,7 @@ _QUESTIONABLE = (
     | Flag.CLOCK_UNTRUSTED
     | Flag.FUTURE
     | Flag.CONFLICT
+    | Flag.AMBIGUOUS_WRAPS
 )
 
 

@@ -87,7 +87,7 @@ class EventKind(enum.StrEnum):
 
     BASELINE = "baseline"
     ROLLOVER = "rollover"
-    OVER_MAX = "over_max"
+    AMBIGUOUS = "ambiguous"  # kept, questionable: whole turns of the register may be missing
     HELD = "held"
     GLITCH = "glitch"
     RESET = "reset"

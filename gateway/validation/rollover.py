@@ -4,8 +4,12 @@
 time order (epoch milliseconds, value in base units) and says what each one means:
 
 - first read: a baseline, with a *break* (nothing before it is known);
-- rise (or no change): continuous; beyond the meter's rating -> ``Flag.OVER_MAX``
-  (kept and flagged questionable, never dropped);
+- rise (or no change) within the meter's rating: continuous;
+- rise beyond the rating: *held* with ``Flag.OVER_MAX``, as a drop is (one garbage read
+  must not become consumption). The next read decides: continuing plausibly from the
+  last good read makes it a *glitch*; continuing from the held read confirms the jump,
+  which starts a new baseline there with a break (``Flag.RESET | Flag.OVER_MAX``): the
+  energy between the two reads is not plausible consumption, so it is not stored;
 - drop that a wrap of the register explains (``v + modulus - v0`` plausible under the
   rating): ``Flag.ROLLOVER``, continuous and exact (4-digit 9993 -> 0007 is +14);
 - any other drop: *held* with ``Flag.NEGATIVE_DELTA``, neither used nor lost. The next
@@ -22,8 +26,10 @@ The output is the *continuous cumulative* (the unwrapped register, base units) o
 reads accepted, as ``Point``s, plus ``Notice``s for the audit. Without a rating a wrap
 is plausible only if the wrapped delta is below half the modulus: a register that
 moved more than half its range between two reads cannot be told from one that went
-back. At most one wrap is assumed between two reads; poll faster than the register
-can wrap at full power (a 16-bit Wh counter wraps in 6.5 hours at 10 kW).
+back. At most one wrap is assumed between two reads: when the time between them would
+let the register wrap more than once at the rating (an outage on a small counter; a
+16-bit Wh counter wraps in 6.5 hours at 10 kW), the step is kept but flagged
+``Flag.AMBIGUOUS_WRAPS`` (questionable) with a notice: whole turns may be missing.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ _ROLLOVER = int(Flag.ROLLOVER)
 _RESET = int(Flag.RESET)
 _NEGATIVE_DELTA = int(Flag.NEGATIVE_DELTA)
 _OVER_MAX = int(Flag.OVER_MAX)
+_AMBIGUOUS = int(Flag.AMBIGUOUS_WRAPS)
 _ZERO = Decimal(0)
 
 
@@ -76,7 +83,7 @@ class Verdict(enum.StrEnum):
 
     BASELINE = "baseline"  # first read: a new baseline, nothing before it
     ROLLOVER = "rollover"  # the register wrapped and was unwrapped
-    OVER_MAX = "over_max"  # kept, but more than the rating allows
+    AMBIGUOUS = "ambiguous"  # kept, but the register may have wrapped more than once
     HELD = "held"  # went back unexplained: waits for the next read
     GLITCH = "glitch"  # a held read the next read ignored: discarded
     RESET = "reset"  # a held read the next read continued from: new baseline
@@ -122,6 +129,8 @@ class TrackerState(msgspec.Struct, frozen=True, kw_only=True):
     offset: Decimal = _ZERO
     held_at_ms: int | None = None
     held_value: Decimal | None = None
+    #: The held read rose beyond the rating (True) or went back (False).
+    held_high: bool = False
 
 
 _NOTHING = Outcome()
@@ -134,8 +143,8 @@ def _iso(at_ms: int) -> str:
 class RegisterTracker:
     """De-rollover state of one register. Feed reads in time order; see the module doc."""
 
-    __slots__ = ("_held_at", "_held_v", "_jump", "_last_at", "_last_v", "_modulus", "_negative",
-                 "_offset", "config")
+    __slots__ = ("_held_at", "_held_high", "_held_v", "_jump", "_last_at", "_last_v", "_modulus",
+                 "_negative", "_offset", "config")
 
     def __init__(self, config: TrackerConfig, state: TrackerState | None = None) -> None:
         self.config = config
@@ -152,6 +161,7 @@ class RegisterTracker:
         self._last_v = state.last_value if state.last_value is not None else _ZERO
         self._offset = state.offset
         self._held_at = state.held_at_ms
+        self._held_high = state.held_high
         self._held_v = state.held_value if state.held_value is not None else _ZERO
 
     def snapshot(self) -> TrackerState:
@@ -159,7 +169,8 @@ class RegisterTracker:
         has_held = self._held_at is not None
         return TrackerState(last_at_ms=self._last_at, last_value=self._last_v if has_last else None,
                             offset=self._offset, held_at_ms=self._held_at,
-                            held_value=self._held_v if has_held else None)
+                            held_value=self._held_v if has_held else None,
+                            held_high=self._held_high if has_held else False)
 
     def feed(self, at_ms: int, value: Decimal) -> Outcome:
         """Take one read (epoch ms, base units) and say what it means."""
@@ -175,16 +186,18 @@ class RegisterTracker:
         elapsed = at_ms - last_at
         delta = value - self._last_v
         if not self._negative.check(elapsed, delta):
-            flags = self._jump.check(elapsed, delta)
+            if self._jump.check(elapsed, delta):
+                self._held_at, self._held_v, self._held_high = at_ms, value, True
+                return Outcome((), (self._over_max(at_ms, value, elapsed, delta),))
             self._last_at = at_ms
             self._last_v = value
-            point = Point(at_ms, value + self._offset, flags, False)
-            if not flags:
-                return Outcome((point,))
-            return Outcome((point,), (self._over_max(at_ms, value, elapsed, delta),))
+            if self._ambiguous(elapsed):
+                return self._ambiguous_step(at_ms, value, elapsed)
+            return Outcome((Point(at_ms, value + self._offset, 0, False),))
         wrapped = self._wrap(elapsed, delta)
         if wrapped is not None:
             return self._continue_wrapped(at_ms, value, wrapped)
+        self._held_high = False
         self._held_at = at_ms
         self._held_v = value
         return Outcome((), (Notice(Verdict.HELD, at_ms, value, _NEGATIVE_DELTA,
@@ -224,12 +237,32 @@ class RegisterTracker:
         notice = Notice(Verdict.ROLLOVER, at_ms, value, _ROLLOVER,
                         f"register wrapped from {prev_v} ({_iso(prev_at)}) to {value}: "
                         f"+{wrapped} with modulus {self._modulus}")
+        if self._ambiguous(at_ms - prev_at):
+            step = self._ambiguous_step(at_ms, value, at_ms - prev_at, _ROLLOVER)
+            return Outcome(step.points, (notice, *step.notices))
         return Outcome((Point(at_ms, value + self._offset, _ROLLOVER, False),), (notice,))
 
+    def _ambiguous(self, elapsed_ms: int) -> bool:
+        """Whether the register could have wrapped more than once in ``elapsed_ms``."""
+        modulus = self._modulus
+        if modulus is None or not self._jump.rated:
+            return False
+        limit = self._jump.limit(elapsed_ms)
+        return limit is not None and limit >= modulus
+
+    def _ambiguous_step(self, at_ms: int, value: Decimal, elapsed_ms: int,
+                        flags: int = 0) -> Outcome:
+        notice = Notice(Verdict.AMBIGUOUS, at_ms, value, _AMBIGUOUS | flags,
+                        f"{elapsed_ms / 3_600_000:.1f} h since the last read: at the rating "
+                        f"the register ({self._modulus}) could have wrapped more than once; "
+                        "whole turns may be missing")
+        return Outcome((Point(at_ms, value + self._offset, _AMBIGUOUS | flags, False),),
+                       (notice,))
+
     def _over_max(self, at_ms: int, value: Decimal, elapsed: int, delta: Decimal) -> Notice:
-        return Notice(Verdict.OVER_MAX, at_ms, value, _OVER_MAX,
+        return Notice(Verdict.HELD, at_ms, value, _OVER_MAX,
                       f"+{delta} in {elapsed / 1000:g} s is beyond the rating "
-                      f"(at most {self._jump.limit(elapsed)}): kept, questionable")
+                      f"(at most {self._jump.limit(elapsed)}): held until the next read")
 
     def _irregular(self, at_ms: int, value: Decimal) -> Outcome:
         """A read while one is held, or not after the last read."""
@@ -249,6 +282,8 @@ class RegisterTracker:
 
     def _resolve(self, at_ms: int, value: Decimal) -> Outcome:
         """A read after a held one: glitch, reset, or a still lower read."""
+        if self._held_high:
+            return self._resolve_high(at_ms, value)
         held_at, held_v = self._held_at, self._held_v
         assert held_at is not None and self._last_at is not None
         last_at, last_v = self._last_at, self._last_v
@@ -280,6 +315,40 @@ class RegisterTracker:
             f"continued from it: reset, new baseline; consumption between the two unknown")
         outcome = self.feed(at_ms, value)  # a rise from the new baseline
         return Outcome(reset.points + outcome.points, reset.notices + outcome.notices)
+
+
+    def _resolve_high(self, at_ms: int, value: Decimal) -> Outcome:
+        """A read after one held for rising beyond the rating: glitch, jump, or another."""
+        held_at, held_v = self._held_at, self._held_v
+        assert held_at is not None and self._last_at is not None
+        last_at, last_v = self._last_at, self._last_v
+        elapsed, delta = at_ms - last_at, value - last_v
+        held_note = f"held {held_v} ({_iso(held_at)})"
+        plausible = (delta >= 0 and self._jump.allows(elapsed, delta)) or (
+            delta < 0 and self._wrap(elapsed, delta) is not None)
+        if plausible:
+            self._held_at, self._held_high = None, False
+            glitch = Notice(Verdict.GLITCH, held_at, held_v, _OVER_MAX,
+                            f"{held_note} was a glitch: {_iso(at_ms)} continued from the last "
+                            f"good read {last_v}; not used")
+            outcome = self.feed(at_ms, value)  # an ordinary step from the last good read
+            return Outcome(outcome.points, (glitch, *outcome.notices))
+        if value >= held_v:
+            self._held_high = False
+            jump = self._baseline(
+                held_at, held_v, _RESET | _OVER_MAX, Verdict.RESET,
+                f"register jumped from {last_v} ({_iso(last_at)}) to {held_v}, beyond the "
+                "rating, and the next read continued from it: new baseline; the energy "
+                "between the two is not plausible consumption and is not stored")
+            outcome = self.feed(at_ms, value)  # a step from the new baseline
+            return Outcome(jump.points + outcome.points, jump.notices + outcome.notices)
+        # Neither: the newer read replaces the held one, and is judged as a fresh step.
+        self._held_at, self._held_high = None, False
+        superseded = Notice(Verdict.SUPERSEDED, held_at, held_v, _OVER_MAX,
+                            f"{held_note} was followed by {value}, which continues from "
+                            "neither it nor the last good read: not used")
+        outcome = self.feed(at_ms, value)
+        return Outcome(outcome.points, (superseded, *outcome.notices))
 
 
 def _refuse(verdict: Verdict, at_ms: int, value: Decimal, reason: str) -> Outcome:

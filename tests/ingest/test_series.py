@@ -214,18 +214,31 @@ def test_a_read_in_wh_counts_for_a_kwh_series() -> None:
     assert table(out) == [(0, 500, Quality.VALID), (15, 500, Quality.VALID)]
 
 
-def test_read_flags_and_over_max_make_intervals_questionable() -> None:
+def test_read_flags_make_intervals_questionable_and_a_jump_is_never_stored() -> None:
     cfg = msgspec.structs.replace(CFG, max_power_w=Decimal(1000))
     out = run(SeriesProcessor(cfg), [
         read(0, "10"), read(15, "10.2"), read(30, "10.4", flags=int(Flag.CLOCK_UNTRUSTED)),
         read(45, "15"), read(60, "15.1")])
-    assert [(v, q) for _, v, q in table(out)] == [
-        (200, Quality.VALID), (200, Quality.QUESTIONABLE), (4600, Quality.QUESTIONABLE),
-        (100, Quality.VALID)]
+    # 10.4 -> 15 kWh in 15 minutes is beyond a 1 kW rating: held; 15.1 continues from it,
+    # so the jump is confirmed and a new baseline starts at 15: the 4.6 kWh are not stored.
+    assert [(m, v, q) for m, v, q in table(out)] == [
+        (0, 200, Quality.VALID), (15, 200, Quality.QUESTIONABLE),
+        (45, 100, Quality.QUESTIONABLE)]
     assert out.intervals[1].flags == Flag.CLOCK_UNTRUSTED
-    assert out.intervals[2].flags == Flag.OVER_MAX
-    assert kinds(out) == [EventKind.BASELINE, EventKind.OVER_MAX]
-    assert not out.events[1].quarantine
+    assert out.intervals[2].flags == Flag.RESET | Flag.OVER_MAX
+    assert kinds(out) == [EventKind.BASELINE, EventKind.HELD, EventKind.RESET]
+    assert not any(e.quarantine for e in out.events)
+
+
+def test_a_single_garbage_read_is_quarantined_and_invents_nothing() -> None:
+    cfg = msgspec.structs.replace(CFG, max_power_w=Decimal(20_000))
+    out = run(SeriesProcessor(cfg), [
+        read(0, "1000"), read(15, "1000.5"), read(30, "1001"), read(45, "9999"),
+        read(60, "1001.5"), read(75, "1002")])
+    assert [v for _, v, _ in table(out)] == [500, 500, 250, 250, 500]
+    assert sum(v for _, v, _ in table(out)) == 2000  # 1000 -> 1002 kWh, exactly
+    [glitch] = [e for e in out.events if e.quarantine]
+    assert glitch.kind is EventKind.GLITCH and glitch.reading.value == Decimal("9999")
 
 
 def test_interval_rules_of_the_stage_apply() -> None:

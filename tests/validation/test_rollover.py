@@ -20,7 +20,7 @@ from gateway.validation.rollover import (
 
 B = Verdict.BASELINE
 R = Verdict.ROLLOVER
-OM = Verdict.OVER_MAX
+A = Verdict.AMBIGUOUS
 H = Verdict.HELD
 G = Verdict.GLITCH
 X = Verdict.RESET
@@ -33,6 +33,7 @@ NONE = int(Flag.NONE)
 ROLL = int(Flag.ROLLOVER)
 RESET = int(Flag.RESET)
 OVER = int(Flag.OVER_MAX)
+AMB = int(Flag.AMBIGUOUS_WRAPS)
 
 #: 4-digit kWh register in Wh, a 20 kW meter.
 DIAL4 = TrackerConfig(modulus=Decimal(10_000_000), max_power_w=Decimal(20_000))
@@ -53,10 +54,23 @@ CASES = {
     "no change continues": (
         SMALL, [(0, 100), (900, 100)],
         [((B,), [(0, 100, NONE, True)]), ((), [(900, 100, NONE, False)])]),
-    "a rise beyond the rating is kept and flagged": (
-        SMALL, [(0, 100), (900, 375), (1800, 651)],
-        [((B,), [(0, 100, NONE, True)]), ((), [(900, 375, NONE, False)]),
-         ((OM,), [(1800, 651, OVER, False)])]),
+    "a rise beyond the rating is held, and a glitch when the next read ignores it": (
+        SMALL, [(0, 100), (900, 375), (1800, 999_999), (2700, 500)],
+        [((B,), [(0, 100, NONE, True)]), ((), [(900, 375, NONE, False)]), ((H,), []),
+         ((G,), [(2700, 500, NONE, False)])]),
+    "a rise beyond the rating confirmed by the next read: new baseline, nothing invented": (
+        SMALL, [(0, 100), (900, 375), (1800, 9_999), (2700, 10_100)],
+        [((B,), [(0, 100, NONE, True)]), ((), [(900, 375, NONE, False)]), ((H,), []),
+         ((X,), [(1800, 9_999, RESET | OVER, True), (2700, 10_100, NONE, False)])]),
+    "a held spike followed by another: superseded, held in its place": (
+        SMALL, [(0, 100), (1800, 9_999), (2700, 5_000), (3600, 5_100)],
+        [((B,), [(0, 100, NONE, True)]), ((H,), []), ((S, H), []),
+         ((X,), [(2700, 5_000, RESET | OVER, True), (3600, 5_100, NONE, False)])]),
+    "a 16-bit counter read after an outage longer than a turn at the rating": (
+        TrackerConfig(modulus=Decimal(65536), max_power_w=Decimal(11000)),
+        [(0, 1000), (900, 3000), (900 + 6 * 3600, 40_000)],
+        [((B,), [(0, 1000, NONE, True)]), ((), [(900, 3000, NONE, False)]),
+         ((A,), [(900 + 6 * 3600, 40_000, AMB, False)])]),
     "4 digits: 9993 -> 0007 is +14 kWh": (
         DIAL4, [(0, 9_993_000), (3600, 7_000)],
         [((B,), [(0, 9_993_000, NONE, True)]), ((R,), [(3600, 10_007_000, ROLL, False)])]),
@@ -91,10 +105,10 @@ CASES = {
         PLAIN, [(0, 1000), (900, 500), (1800, 300), (2700, 350)],
         [((B,), [(0, 1000, NONE, True)]), ((H,), []), ((S, H), []),
          ((X,), [(1800, 300, RESET, True), (2700, 350, NONE, False)])]),
-    "a reset whose next step is beyond the rating": (
+    "a reset whose next step is beyond the rating: the step is held in turn": (
         SMALL, [(0, 1000), (900, 10), (1800, 900)],
         [((B,), [(0, 1000, NONE, True)]), ((H,), []),
-         ((X, OM), [(900, 10, RESET, True), (1800, 900, OVER, False)])]),
+         ((X, H), [(900, 10, RESET, True)])]),
     "a duplicate is ignored": (
         PLAIN, [(0, 100), (0, 100), (900, 120), (900, 120)],
         [((B,), [(0, 100, NONE, True)]), ((), []), ((), [(900, 120, NONE, False)]),
