@@ -35,9 +35,6 @@ class Assembly:
     def series(self) -> list[tuple[SeriesConfig, str]]:
         return [(s, m.timezone) for m in self.meters for s in m.series]
 
-    def plan(self, meter_id: str) -> MeterPlan | None:
-        return next((m for m in self.meters if m.meter.meter_id == meter_id), None)
-
 
 def assemble(config: LoadedConfig) -> Assembly:
     profiles = load_profiles(config.profiles_dir)
@@ -57,6 +54,13 @@ def assemble(config: LoadedConfig) -> Assembly:
             continue
         series, found = _series_of(config, meter, profile, where)
         problems.extend(found)
+        if meter.poll_interval_s > settings.validation.max_gap_s:
+            problems.append(ConfigError(
+                f"polls every {meter.poll_interval_s:g} s, but reads more than "
+                f"{settings.validation.max_gap_s} s apart are a gap: every interval would be "
+                "an estimate", file=config.file, key=f"{where}.poll_interval_s",
+                fix="poll more often, or raise validation.max_gap_s",
+            ))
         plans.append(MeterPlan(meter=meter, profile=profile, timezone=settings.timezone_of(meter),
                                series=tuple(series)))
     if problems:

@@ -25,6 +25,7 @@ from edge.agent import Agent
 from edge.assembly import assemble
 from gateway import log
 from gateway.clock import ScaledClock
+from gateway.errors import ConfigError
 from gateway.profiles import load_profile, load_profiles
 from gateway.settings import DEFAULT_PROFILES_DIR, load_config
 from gateway.sim import LoadShape, MeterSpec, SimulatedMeter, serve_meters
@@ -109,10 +110,24 @@ def _config_text(meters: list[SimulatedMeter], port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Marks a folder as the demo's own, so a later run may replace what it left there.
+MARKER = ".ami-gateway-demo"
+
+
 def _prepare(data_dir: Path) -> tuple[Path, Path]:
-    """A fresh demo folder: the demo's own files from an earlier run are replaced."""
+    """A fresh demo folder: the demo's own files from an earlier run are replaced.
+
+    Only an empty folder or one an earlier demo marked is touched: ``--data-dir`` must
+    never become a way to delete someone's store or device profiles.
+    """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    if any(data_dir.iterdir()) and not (data_dir / MARKER).exists():
+        raise ConfigError(
+            f"{data_dir} is not empty and was not made by the demo", key="--data-dir",
+            fix="give an empty or new folder (the default is demo-data/)",
+        )
+    (data_dir / MARKER).write_text("made by ami-gateway demo: replaced at each start\n")
     for name in ("store.db", "store.db-wal", "store.db-shm", "gateway.toml"):
         (data_dir / name).unlink(missing_ok=True)
     devices = data_dir / "devices"

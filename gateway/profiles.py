@@ -15,6 +15,7 @@ Every problem is a :class:`gateway.errors.ConfigError` that names the file, the 
 from __future__ import annotations
 
 import itertools
+import os
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -47,7 +48,11 @@ __all__ = [
 ]
 
 #: The profiles shipped with the project (a source checkout's ``config/devices``).
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "config" / "devices"
+#: The bundled device profiles; AMI_PROFILES_DIR overrides (an installed package, a container).
+PROFILES_DIR = Path(
+    os.environ.get("AMI_PROFILES_DIR")
+    or Path(__file__).resolve().parent.parent / "config" / "devices"
+)
 
 Table = Literal["input", "holding"]
 RegisterType = Literal[
@@ -289,7 +294,8 @@ def load_profiles(directory: Path | str = PROFILES_DIR) -> dict[str, DeviceProfi
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError("profile directory does not exist", file=directory,
-                          fix="create it or point to config/devices")
+                          fix="set gateway.profiles_dir or AMI_PROFILES_DIR to a folder "
+                                  "of device profiles (the repository's config/devices)")
     return {path.stem: load_profile(path) for path in sorted(directory.glob("*.toml"))}
 
 

@@ -2,13 +2,12 @@
 
 Every problem is reported at once, each naming the file, the key path and the fix.
 Relative paths in a config file are relative to that file. Secrets never live in the
-file: a key ending in ``_env`` names an environment variable, one ending in ``_file``
-a file to read (see ``Secret``).
+file: protocols that need credentials take a key ending in ``_env`` (an environment
+variable) or ``_file`` (a file to read).
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,12 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import ConfigError
+from gateway.profiles import PROFILES_DIR
 
-#: The bundled device profiles; AMI_PROFILES_DIR overrides (an installed package, a container).
-DEFAULT_PROFILES_DIR = Path(
-    os.environ.get("AMI_PROFILES_DIR")
-    or Path(__file__).resolve().parent.parent / "config" / "devices"
-)
+DEFAULT_PROFILES_DIR = PROFILES_DIR
 
 
 class _Model(BaseModel):
@@ -37,28 +33,6 @@ def _timezone(name: str) -> str:
             f"unknown timezone {name!r}; use an IANA name such as 'America/Chicago'"
         ) from exc
     return name
-
-
-class Secret(_Model):
-    """A secret given by reference: an environment variable or a file, never inline."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    def read(self) -> str:
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if value is None:
-                raise ConfigError(f"environment variable {self.env} is not set",
-                                  key="env", fix=f"export {self.env}=...")
-            return value
-        if self.file is not None:
-            try:
-                return self.file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}",
-                                  key="file", fix="point to a readable file") from exc
-        raise ConfigError("secret has neither env nor file", fix="give env = 'NAME' or file")
 
 
 class GatewaySection(_Model):

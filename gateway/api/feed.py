@@ -100,7 +100,10 @@ def feed_router(store: Store, default_channel: str) -> APIRouter:
         ],
         channel: ChannelParam = None,
     ) -> IntervalList:
-        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        try:
+            start, end = start.astimezone(UTC), end.astimezone(UTC)
+        except OverflowError:
+            raise invalid("from", "an instant outside the years 1 to 9999 in UTC") from None
         if start > end:
             raise invalid("to", f"to ({end.isoformat()}) is before from ({start.isoformat()})")
         if end - start > MAX_INTERVAL_SPAN:

@@ -78,4 +78,6 @@ def _reading(row: list[str], idx: list[int], lookup: ChannelLookup) -> Reading:
         raise ValueError(f"value {value_text!r} is not a number") from None
     if not value.is_finite():
         raise ValueError(f"value {value_text!r} is not a finite number")
+    if value.adjusted() >= 15:
+        raise ValueError(f"value {value_text!r} is beyond what any meter register counts")
     return Reading(meter_id=meter_id, channel=channel, at=at, value=value, unit=unit, kind=kind)

@@ -15,7 +15,8 @@ from gateway.settings import LoadedConfig
 from gateway.store import QuarantineItem
 from gateway.store.sqlite import SqliteStore
 
-#: Readings per transaction: large enough to amortise the commit, small enough to bound memory.
+#: Readings per transaction: large enough to amortise the commit. (The file itself is read
+#: whole: its rows are sorted per series before they are fed.)
 BATCH = 20_000
 
 

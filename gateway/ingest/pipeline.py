@@ -77,9 +77,6 @@ class Pipeline:
         }
         return cls(store, procs, configs)
 
-    def stores(self, meter_id: str, channel: str) -> bool:
-        return (meter_id, channel) in self._procs
-
     async def feed(self, readings: Sequence[Reading], *, source: str,
                    now: datetime | None = None) -> FeedResult:
         """Process readings in order and commit the result in one transaction.
@@ -88,10 +85,12 @@ class Pipeline:
         caller may feed the same readings again later.
         """
         step = self._process(readings, source, now)
+        commit = asyncio.ensure_future(self._commit(step))
         try:
-            written = await self._commit(step)
+            written = await asyncio.shield(commit)
         except BaseException:
-            self._rewind(step.before)
+            if not await _committed(commit):
+                self._rewind(step.before)
             raise
         return step.result(written)
 
@@ -113,21 +112,26 @@ class Pipeline:
                 newest = self._process(batch, source, now)
                 if inflight is not None:
                     total = total + inflight[0].result(await inflight[1])
+                    inflight = None  # counted: never to be counted or undone again
                 inflight = (newest, asyncio.ensure_future(self._commit(newest)))
                 # Let the commit hand its write to the store's thread now, not when it
                 # is next awaited: otherwise nothing overlaps.
                 await asyncio.sleep(0)
             if inflight is not None:
                 total = total + inflight[0].result(await inflight[1])
-            inflight = newest = None
+                inflight = None
+            newest = None
         except BaseException as exc:
+            # A commit in flight runs on the store's thread whatever happens here: wait
+            # for its outcome. If it landed, its batch stays applied; if not, undo it.
             # The newest batch started from the end state of the one in flight: undo it
             # first, so the older batch's "before" is what remains.
+            landed = inflight is not None and await _committed(inflight[1])
+            if landed and inflight is not None:
+                total = total + inflight[0].result(inflight[1].result())
             if newest is not None and (inflight is None or newest is not inflight[0]):
                 self._rewind(newest.before)
-            if inflight is not None:
-                inflight[1].cancel()
-                inflight[1].add_done_callback(_retrieve)
+            if inflight is not None and not landed:
                 self._rewind(inflight[0].before)
             exc.add_note(f"readings committed before the failure: {total.readings}")
             raise
@@ -165,10 +169,10 @@ class Pipeline:
                             meter_id=reading.meter_id, channel=reading.channel,
                             payload=_describe(event.reading), reason=event.reason,
                         ))
+            cursors = {key: _encode(proc.snapshot()) for key, proc in touched.items()}
         except BaseException:
             self._rewind(before)  # nothing of a half-processed batch stays applied
             raise
-        cursors = {key: _encode(proc.snapshot()) for key, proc in touched.items()}
         return _Step(readings=len(readings), intervals=intervals, cursors=cursors,
                      quarantine=quarantine, before=before, skipped=skipped)
 
@@ -198,10 +202,14 @@ class _Step(msgspec.Struct, frozen=True, kw_only=True):
                           quarantined=len(self.quarantine))
 
 
-def _retrieve(fut: asyncio.Future[WriteResult]) -> None:
-    """Consume the outcome of an abandoned commit, so it is not reported as unhandled."""
-    if not fut.cancelled():
-        fut.exception()
+async def _committed(commit: asyncio.Future[WriteResult]) -> bool:
+    """Wait for a commit to finish, even while being cancelled; True if it landed."""
+    while not commit.done():
+        try:
+            await asyncio.wait([commit])
+        except asyncio.CancelledError:
+            continue  # the store's thread finishes the transaction regardless
+    return not commit.cancelled() and commit.exception() is None
 
 
 def _describe(reading: Reading) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from gateway import log
 from gateway.clock import Clock
 from gateway.drivers import PolledDriver
-from gateway.errors import DriverError, GatewayError, SinkError
+from gateway.errors import DataError, DriverError, GatewayError, SinkError
 from gateway.ingest.pipeline import Pipeline
 from gateway.model import MeterStatus, Reading
 from gateway.store import Store
@@ -95,10 +95,10 @@ class Poller:
                 try:
                     ok = await self.poll_once()
                 except Exception as exc:  # a defect must not stop the other meters' polls
-                    _log.exception("poll failed unexpectedly", meter_id=self.meter_id,
-                                   error=f"{type(exc).__name__}: {exc}")
-                    self.stats.failures += 1
-                    self.stats.failed_polls += 1
+                    if not self._transitions.is_failing(self._driver.device):
+                        _log.exception("poll failed unexpectedly", meter_id=self.meter_id,
+                                       error=f"{type(exc).__name__}: {exc}")
+                    await self._failed(exc)
                     ok = False
                 at = next_tick(self._clock.now(), self._interval_s)
                 if not ok:
@@ -115,7 +115,7 @@ class Poller:
                 await self._driver.connect()
                 self._connected = True
             readings = await self._driver.read()
-        except DriverError as exc:
+        except (DriverError, DataError) as exc:  # DataError: a NaN or garbage register
             await self._failed(exc)
             return False
         self.stats.failures = 0
@@ -138,18 +138,22 @@ class Poller:
         except SinkError as exc:
             _log.error("store write failed; readings kept to retry", meter_id=self.meter_id,
                        pending=len(self._pending), error=str(exc), retryable=exc.retryable)
-            if len(self._pending) > MAX_PENDING:
-                lost = self._pending[: len(self._pending) - MAX_PENDING]
-                del self._pending[: len(lost)]
-                _log.critical("pending readings over the limit: oldest lost",
-                              meter_id=self.meter_id, lost=len(lost),
-                              first=lost[0].at.isoformat(), last=lost[-1].at.isoformat())
             return
+        finally:
+            self._bound_pending()
         self._pending.clear()
         self.stats.intervals += result.intervals
         self.stats.quarantined += result.quarantined
 
-    async def _failed(self, exc: DriverError) -> None:
+    def _bound_pending(self) -> None:
+        if len(self._pending) > MAX_PENDING:
+            lost = self._pending[: len(self._pending) - MAX_PENDING]
+            del self._pending[: len(lost)]
+            _log.critical("pending readings over the limit: oldest lost", meter_id=self.meter_id,
+                          lost=len(lost), first=lost[0].at.isoformat(),
+                          last=lost[-1].at.isoformat())
+
+    async def _failed(self, exc: Exception) -> None:
         self.stats.failures += 1
         self.stats.failed_polls += 1
         self.stats.failing = True

@@ -99,6 +99,10 @@ class EventKind(enum.StrEnum):
     FOREIGN = "foreign"  # not this series (meter, channel, kind, unit or naive time)
 
 
+#: Register values are refused beyond 10^15 of their unit (a trillion kWh), and beyond a
+#: 64-bit integer in base units: the store keeps energy as SQLite integers.
+_MAX_DIGITS = 15
+_INT64 = Decimal(2**63)
 _KIND = {verdict: EventKind(verdict.value) for verdict in Verdict}
 _ABOUT_HELD = frozenset({Verdict.GLITCH, Verdict.RESET, Verdict.SUPERSEDED})
 #: Events whose read is finally not used: they belong in the quarantine, the rest in the
@@ -207,9 +211,14 @@ class SeriesProcessor:
         if (reading.meter_id != self._meter or reading.channel != self._channel
                 or reading.kind is not Kind.CUMULATIVE or at.tzinfo is None):
             return SeriesOutput([], [self._foreign(reading)])
+        raw = reading.value
+        if not raw.is_finite() or raw.adjusted() > _MAX_DIGITS:
+            return SeriesOutput([], [self._unusable(reading)])
         at_ms = (at - _EPOCH) // _MS
         factor = self._factor
-        value = reading.value * factor if factor != 1 else reading.value
+        value = raw * factor if factor != 1 else raw
+        if value >= _INT64 or value <= -_INT64:
+            return SeriesOutput([], [self._unusable(reading)])
         flags = self._check_reading(at_ms, value, now_ms) | reading.flags
         if flags & _FUTURE:
             reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more than the "
@@ -260,6 +269,11 @@ class SeriesProcessor:
             events.append(SeriesEvent(kind=_KIND[notice.verdict], reading=about,
                                       flags=notice.flags | about_flags, reason=notice.reason))
         return events
+
+    def _unusable(self, reading: Reading) -> SeriesEvent:
+        return SeriesEvent(kind=EventKind.OUT_OF_RANGE, reading=reading, flags=0,
+                           reason=f"{reading.value} {reading.unit} is not a usable register "
+                                  "value (not finite, or beyond what any meter counts)")
 
     def _foreign(self, reading: Reading) -> SeriesEvent:
         expected = (f"{self._meter}/{self._channel}, a cumulative read in a unit of "

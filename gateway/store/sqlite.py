@@ -217,16 +217,23 @@ class SqliteStore:
         return conn
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._wconn
-        if conn is None:
-            raise SinkError("store is not open", retryable=False)
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, conn)
+        return await self._run(self._wconn, self._writer, fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._rconn
+        return await self._run(self._rconn, self._reader, fn)
+
+    async def _run(self, conn: sqlite3.Connection | None, pool: ThreadPoolExecutor,
+                   fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run on the connection's thread; SQLite's errors become SinkError here, once."""
         if conn is None:
             raise SinkError("store is not open", retryable=False)
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, conn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, conn)
+        except sqlite3.OperationalError as exc:
+            # Locked, busy or a full disk: the transaction was rolled back whole.
+            raise SinkError(f"store {self.path}: {exc}", retryable=True) from exc
+        except sqlite3.Error as exc:
+            raise SinkError(f"store {self.path}: {exc}", retryable=False) from exc
 
     async def open(self) -> None:
         if self._wconn is not None:
@@ -400,13 +407,7 @@ class SqliteStore:
         held = [
             (_ms(q.at), q.source, q.meter_id, q.channel, q.payload, q.reason) for q in quarantine
         ]
-        try:
-            return await self._write(lambda c: _write(c, grouped, states, held))
-        except sqlite3.OperationalError as exc:
-            # Locked or full disk: the batch was rolled back whole, it may go through later.
-            raise SinkError(f"store write failed: {exc}", retryable=True) from exc
-        except sqlite3.Error as exc:
-            raise SinkError(f"store write failed: {exc}", retryable=False) from exc
+        return await self._write(lambda c: _write(c, grouped, states, held))
 
     async def intervals(
         self, meter_id: str, channel: str, start: datetime, end: datetime
@@ -574,12 +575,19 @@ def _replace_changed(conn: sqlite3.Connection, sid: int, rows: list[_Row]) -> tu
     latest: dict[int, _Row] = {}
     for row in rows:
         latest[row[1]] = row  # one interval twice in a batch: the last one stands
+    # One range read for the series, not one query per row: a replayed batch is common.
+    stored = {
+        start: (value, quality, flags, raw)
+        for start, value, quality, flags, raw in conn.execute(
+            "SELECT start, value, quality, flags, raw FROM interval "
+            "WHERE series = ? AND start >= ? AND start <= ?",
+            (sid, min(latest), max(latest)),
+        )
+        if start in latest
+    }
     for start, row in latest.items():
-        old = conn.execute(
-            "SELECT value, quality, flags, raw FROM interval WHERE series = ? AND start = ?",
-            (sid, start),
-        ).fetchone()
-        if tuple(old) == row[2:]:
+        old = stored[start]
+        if old == row[2:]:
             continue
         conn.execute(
             "INSERT INTO interval_history VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, start, *old, now_ms)

@@ -149,6 +149,8 @@ async def test_bad_ranges_are_422_naming_the_limit(client: httpx.AsyncClient) ->
          "31 days"),
         ("daily", {"from": "2026-03-09", "to": "2026-03-08"}, "before"),
         ("daily", {"from": "2025-01-01", "to": "2026-02-05"}, "400 days"),
+        ("intervals", {"from": "0001-01-01T00:00:00+01:00", "to": "2026-02-01T00:00:00Z"},
+         "years 1 to 9999"),
     ]
     for route, params, text in cases:
         r = await client.get(f"/api/v1/meters/{METER}/{route}", params=params)
@@ -188,6 +190,13 @@ async def test_meters_lists_status_and_channels(client: httpx.AsyncClient) -> No
             "channels": [{"channel": CHANNEL, "unit": "Wh", "interval_s": 900}],
         }],
     }
+
+
+async def test_no_interactive_docs_that_load_third_party_scripts(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.get("/docs")).status_code == 404
+    assert (await client.get("/openapi.json")).status_code == 200
 
 
 async def test_health_and_page(client: httpx.AsyncClient) -> None:

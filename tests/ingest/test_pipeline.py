@@ -12,7 +12,7 @@ import pytest
 from gateway.errors import SinkError
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.series import SeriesConfig
-from gateway.model import Kind, Reading, Unit
+from gateway.model import Flag, Kind, Reading, Unit
 from gateway.store.sqlite import SqliteStore
 
 CH = "1.0.1.8.0.255"
@@ -56,7 +56,8 @@ async def test_intervals_are_exact_across_a_rollover(tmp_path: Path) -> None:
     assert result.intervals == 100 and result.quarantined == 0
     [day] = await store.daily("M1", CH, T0.date(), T0.date())
     assert (day.expected, day.present, day.value) == (100, 100, 300 * 311)
-    assert any(f for _, _, f in await stored_values(store))  # the wrap interval is flagged
+    wraps = [start for start, _, f in await stored_values(store) if f & Flag.ROLLOVER]
+    assert len(wraps) == 1  # 9999.999 -> 0000.x: one interval carries the wrap
     await store.close()
 
 
@@ -156,4 +157,32 @@ async def test_a_read_from_the_future_is_quarantined_not_used(tmp_path: Path) ->
     result = await pipeline.feed(data, source="poll", now=T0 + timedelta(minutes=20))
     assert result.quarantined == 5  # reads after now + 120 s: 25, 30 ... 45 minutes
     assert all("ahead of the gateway clock" in q.reason for q in await store.quarantined())
+    await store.close()
+
+
+async def test_an_absurd_value_is_quarantined_and_other_channels_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    other = "1.0.15.8.0.255"
+    pipeline = await Pipeline.open(store, [
+        (config(), "UTC"),
+        (SeriesConfig(meter_id="M1", channel=other, unit=Unit.KWH, interval_s=900), "UTC"),
+    ])
+    polls = []
+    for i in range(5):
+        at = T0 + timedelta(minutes=15 * i)
+        polls.append(Reading(meter_id="M1", channel=CH, at=at, value=Decimal(1000 + i),
+                             unit=Unit.KWH))
+        value = Decimal("1E+20") if i == 2 else Decimal(2000 + i)  # a float32 gone wild
+        polls.append(Reading(meter_id="M1", channel=other, at=at, value=value, unit=Unit.KWH))
+    result = await pipeline.feed(polls, source="poll", now=NOW)
+    assert result.quarantined == 1
+    [item] = await store.quarantined()
+    assert item.channel == other and "not a usable register value" in item.reason
+    main = await store.intervals("M1", CH, T0, T0 + timedelta(hours=1))
+    assert [iv.value for iv in main] == [1000] * 4
+    side = await store.intervals("M1", other, T0, T0 + timedelta(hours=1))
+    assert sum(iv.value for iv in side) == 4000  # 2000 -> 2004 kWh across the bad read
     await store.close()
