@@ -10,11 +10,12 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /data gateway \
  && mkdir -p /data /etc/ami-gateway && chown gateway /data
 WORKDIR /app
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY gateway ./gateway
 COPY edge ./edge
 COPY config ./config
-RUN pip install --no-cache-dir .
+# constraints.txt pins every runtime dependency to the versions the tests passed with.
+RUN pip install --no-cache-dir -c constraints.txt .
 
 ENV AMI_PROFILES_DIR=/app/config/devices \
     PYTHONUNBUFFERED=1

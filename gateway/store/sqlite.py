@@ -277,7 +277,7 @@ class SqliteStore:
         if series.interval_s <= 0 or 86400 % series.interval_s:
             raise ConfigError(
                 f"interval length {series.interval_s} s does not divide a day",
-                key="interval_s", fix="use 300, 900, 1800 or 3600",
+                key="interval_s", fix="use 300, 600, 900, 1800 or 3600",
             )
         known = self._by_key.get((series.meter_id, series.channel))
         if known is not None:

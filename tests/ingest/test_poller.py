@@ -1,4 +1,4 @@
-"""The poll schedule and backoff, and a poller surviving a defect."""
+"""The poll schedule and its backoff (a poller surviving a defect: tests/e2e/test_day.py)."""
 
 from __future__ import annotations
 
