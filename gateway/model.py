@@ -12,6 +12,9 @@ Conventions, fixed here once for every module:
 
 The structs are ``msgspec.Struct``: frozen, keyword-only, slotted and cheap to build,
 which matters on the ingest hot path (hundreds of thousands of readings a second).
+They hold only strings, numbers, datetimes and Decimals, so they cannot form reference
+cycles and opt out of the cyclic garbage collector (``gc=False``): tracking them cost
+the ingest a seventh of its time in collections.
 """
 
 from __future__ import annotations
@@ -194,7 +197,7 @@ def require_utc(at: datetime, what: str = "timestamp") -> datetime:
     return at if at.tzinfo is UTC else at.astimezone(UTC)
 
 
-class Reading(msgspec.Struct, frozen=True, kw_only=True):
+class Reading(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One value of one channel of one meter at one instant, as read."""
 
     meter_id: str
@@ -208,7 +211,7 @@ class Reading(msgspec.Struct, frozen=True, kw_only=True):
     meter_at: datetime | None = None
 
 
-class IntervalReading(msgspec.Struct, frozen=True, kw_only=True):
+class IntervalReading(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Consumption of one channel over ``[start, start + length_s)``, in base units."""
 
     meter_id: str
@@ -227,7 +230,7 @@ class IntervalReading(msgspec.Struct, frozen=True, kw_only=True):
         return self.start + timedelta(seconds=self.length_s)
 
 
-class DailyUsage(msgspec.Struct, frozen=True, kw_only=True):
+class DailyUsage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Consumption over one local day of the meter's timezone (23, 24 or 25 hours)."""
 
     meter_id: str
@@ -253,7 +256,7 @@ class DailyUsage(msgspec.Struct, frozen=True, kw_only=True):
         return self.present >= self.expected
 
 
-class MeterStatus(msgspec.Struct, frozen=True, kw_only=True):
+class MeterStatus(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the gateway knows of a meter right now."""
 
     meter_id: str

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from gateway.errors import ConfigError
-from gateway.ingest.series import SeriesConfig, SeriesProcessor, SeriesState
+from gateway.ingest.series import SeriesConfig, SeriesEvent, SeriesProcessor, SeriesState
 from gateway.model import IntervalReading, Kind, Reading
 from gateway.store import QuarantineItem, SeriesInfo, Store, WriteResult
 
@@ -146,29 +146,36 @@ class Pipeline:
         intervals: list[IntervalReading] = []
         quarantine: list[QuarantineItem] = []
         skipped = 0
+        # Series are independent: each one's reads are fed in order, series after series,
+        # so the loop per read is short and the store gets each series' rows together.
+        groups: dict[tuple[str, str], list[Reading]] = {}
+        for reading in readings:
+            key = (reading.meter_id, reading.channel)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [reading]
+            else:
+                group.append(reading)
         try:
-            for reading in readings:
-                key = (reading.meter_id, reading.channel)
+            for key, group in groups.items():
                 proc = procs.get(key)
                 if proc is None:
-                    if reading.kind is Kind.CUMULATIVE:
-                        quarantine.append(_unknown_series(reading, source, now_ms))
-                    else:
-                        skipped += 1
+                    for reading in group:
+                        if reading.kind is Kind.CUMULATIVE:
+                            quarantine.append(_unknown_series(reading, source, now_ms))
+                        else:
+                            skipped += 1
                     continue
-                if key not in touched:
-                    touched[key] = proc
-                    before[key] = proc.snapshot()
-                out = proc.feed(reading, now_ms)
-                if out.intervals:
-                    intervals.extend(out.intervals)
-                for event in out.events:
-                    if event.quarantine:
-                        quarantine.append(QuarantineItem(
-                            at=datetime.fromtimestamp(now_ms / 1000, UTC), source=source,
-                            meter_id=reading.meter_id, channel=reading.channel,
-                            payload=_describe(event.reading), reason=event.reason,
-                        ))
+                touched[key] = proc
+                before[key] = proc.snapshot()
+                feed = proc.feed
+                extend = intervals.extend
+                for reading in group:
+                    out = feed(reading, now_ms)
+                    if out.intervals:
+                        extend(out.intervals)
+                    if out.events:
+                        quarantine.extend(_quarantined(out.events, reading, source, now_ms))
             cursors = {key: _encode(proc.snapshot()) for key, proc in touched.items()}
         except BaseException:
             self._rewind(before)  # nothing of a half-processed batch stays applied
@@ -210,6 +217,17 @@ async def _committed(commit: asyncio.Future[WriteResult]) -> bool:
         except asyncio.CancelledError:
             continue  # the store's thread finishes the transaction regardless
     return not commit.cancelled() and commit.exception() is None
+
+
+def _quarantined(events: list[SeriesEvent], reading: Reading, source: str,
+                 now_ms: int) -> list[QuarantineItem]:
+    at = datetime.fromtimestamp(now_ms / 1000, UTC)
+    return [
+        QuarantineItem(at=at, source=source, meter_id=reading.meter_id,
+                       channel=reading.channel, payload=_describe(event.reading),
+                       reason=event.reason)
+        for event in events if event.quarantine
+    ]
 
 
 def _describe(reading: Reading) -> str:

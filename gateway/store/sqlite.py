@@ -377,20 +377,27 @@ class SqliteStore:
     def _rows(self, batch: Sequence[IntervalReading]) -> dict[_Series, list[_Row]]:
         grouped: dict[_Series, list[_Row]] = {}
         by_key = self._by_key
+        meter = channel = None
+        s: _Series | None = None
+        rows: list[_Row] = []
+        sid = length = 0
         for iv in batch:
-            s = by_key.get((iv.meter_id, iv.channel)) or self._known(iv.meter_id, iv.channel)
+            # Batches usually hold each series' intervals together (the pipeline feeds
+            # series by series): look the series up only when it changes.
+            if iv.meter_id is not meter or iv.channel is not channel:
+                meter, channel = iv.meter_id, iv.channel
+                s = by_key.get((meter, channel)) or self._known(meter, channel)
+                sid, length = s.id, s.length
+                found = grouped.get(s)
+                rows = grouped[s] = [] if found is None else found
             start = int(iv.start.timestamp())
-            length = s.length
             if start % length or iv.length_s != length:
                 raise SinkError(
                     f"interval {iv.start.isoformat()} ({iv.length_s} s) of meter "
                     f"{iv.meter_id} is off the series' {length} s grid", retryable=False,
                 )
-            rows = grouped.get(s)
-            if rows is None:
-                rows = grouped[s] = []
             # quality is an IntEnum: an int to SQLite and to the JSON encoder alike.
-            rows.append((s.id, start, iv.value, iv.quality, iv.flags, iv.raw))
+            rows.append((sid, start, iv.value, iv.quality, iv.flags, iv.raw))
         return grouped
 
     async def write_intervals(
