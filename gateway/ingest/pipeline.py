@@ -219,7 +219,7 @@ async def _committed(commit: asyncio.Future[WriteResult]) -> bool:
     return not commit.cancelled() and commit.exception() is None
 
 
-def _quarantined(events: list[SeriesEvent], reading: Reading, source: str,
+def _quarantined(events: Sequence[SeriesEvent], reading: Reading, source: str,
                  now_ms: int) -> list[QuarantineItem]:
     at = datetime.fromtimestamp(now_ms / 1000, UTC)
     return [

@@ -30,6 +30,7 @@ Conventions:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -103,6 +104,7 @@ class EventKind(enum.StrEnum):
 #: 64-bit integer in base units: the store keeps energy as SQLite integers.
 _MAX_DIGITS = 15
 _INT64 = Decimal(2**63)
+_NO_EVENTS: tuple[SeriesEvent, ...] = ()
 _KIND = {verdict: EventKind(verdict.value) for verdict in Verdict}
 _ABOUT_HELD = frozenset({Verdict.GLITCH, Verdict.RESET, Verdict.SUPERSEDED})
 #: Events whose read is finally not used: they belong in the quarantine, the rest in the
@@ -128,8 +130,10 @@ class SeriesEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SeriesOutput(msgspec.Struct, frozen=True, gc=False):
-    intervals: list[IntervalReading]
-    events: list[SeriesEvent]
+    """What one read produced. Read-only: most reads share the one empty ``events``."""
+
+    intervals: Sequence[IntervalReading]
+    events: Sequence[SeriesEvent]
 
 
 class SeriesState(msgspec.Struct, frozen=True, kw_only=True):
@@ -227,7 +231,9 @@ class SeriesProcessor:
                                                  flags=flags, reason=reason)])
         outcome = self._tracker.feed(at_ms, value)
         held_flags = self._held_flags
-        events = self._events(outcome.notices, reading, flags) if outcome.notices else []
+        # Most reads raise no event: share one empty tuple rather than build a list each
+        # time (every container built on this path is work for the cyclic collector).
+        events = self._events(outcome.notices, reading, flags) if outcome.notices else _NO_EVENTS
         intervals: list[IntervalReading] = []
         for point in outcome.points:
             extra = flags if point.at_ms == at_ms else held_flags
