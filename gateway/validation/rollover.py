@@ -143,8 +143,8 @@ def _iso(at_ms: int) -> str:
 class RegisterTracker:
     """De-rollover state of one register. Feed reads in time order; see the module doc."""
 
-    __slots__ = ("_held_at", "_held_high", "_held_v", "_jump", "_last_at", "_last_v", "_modulus",
-                 "_negative", "_offset", "config")
+    __slots__ = ("_ambiguous_ms", "_held_at", "_held_high", "_held_v", "_jump", "_last_at",
+                 "_last_v", "_modulus", "_negative", "_offset", "config")
 
     def __init__(self, config: TrackerConfig, state: TrackerState | None = None) -> None:
         self.config = config
@@ -152,6 +152,11 @@ class RegisterTracker:
         self._jump = JumpBeyondRating(config.max_power_w, tolerance=config.tolerance,
                                       slack=config.slack)
         self._negative = NegativeDelta()
+        # From this many ms between reads, the register could wrap more than once at the
+        # rating: computed once, so each read pays one integer comparison.
+        reach = (self._jump.reach_ms(config.modulus)
+                 if config.modulus is not None and self._jump.rated else None)
+        self._ambiguous_ms = reach if reach is not None else -1
         state = state or TrackerState()
         if (state.last_at_ms is None) != (state.last_value is None) or (
             (state.held_at_ms is None) != (state.held_value is None)
@@ -244,11 +249,7 @@ class RegisterTracker:
 
     def _ambiguous(self, elapsed_ms: int) -> bool:
         """Whether the register could have wrapped more than once in ``elapsed_ms``."""
-        modulus = self._modulus
-        if modulus is None or not self._jump.rated:
-            return False
-        limit = self._jump.limit(elapsed_ms)
-        return limit is not None and limit >= modulus
+        return 0 <= self._ambiguous_ms <= elapsed_ms
 
     def _ambiguous_step(self, at_ms: int, value: Decimal, elapsed_ms: int,
                         flags: int = 0) -> Outcome:

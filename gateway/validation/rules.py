@@ -18,7 +18,7 @@ ratings are in base units per hour (W for Wh channels). No clock, no I/O.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Protocol
 
 from gateway.errors import ConfigError
@@ -132,6 +132,13 @@ class JumpBeyondRating:
     @property
     def rated(self) -> bool:
         return self._per_hour is not None
+
+    def reach_ms(self, energy: Decimal) -> int | None:
+        """The shortest elapsed time (ms) after which ``energy`` is plausible, or None."""
+        if self._per_hour is None:
+            return None
+        needed = energy * _MS_PER_HOUR - self._slack_scaled
+        return 0 if needed <= 0 else int((needed / self._per_hour).to_integral_value(ROUND_CEILING))
 
     def limit(self, elapsed_ms: int) -> Decimal | None:
         """The largest plausible change over ``elapsed_ms`` (for messages), or None."""
