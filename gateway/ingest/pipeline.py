@@ -168,14 +168,10 @@ class Pipeline:
                     continue
                 touched[key] = proc
                 before[key] = proc.snapshot()
-                feed = proc.feed
-                extend = intervals.extend
-                for reading in group:
-                    out = feed(reading, now_ms)
-                    if out.intervals:
-                        extend(out.intervals)
-                    if out.events:
-                        quarantine.extend(_quarantined(out.events, reading, source, now_ms))
+                out = proc.feed_many(group, now_ms)
+                intervals.extend(out.intervals)
+                if out.events:
+                    quarantine.extend(_quarantined(out.events, source, now_ms))
             cursors = {key: _encode(proc.snapshot()) for key, proc in touched.items()}
         except BaseException:
             self._rewind(before)  # nothing of a half-processed batch stays applied
@@ -219,12 +215,12 @@ async def _committed(commit: asyncio.Future[WriteResult]) -> bool:
     return not commit.cancelled() and commit.exception() is None
 
 
-def _quarantined(events: Sequence[SeriesEvent], reading: Reading, source: str,
+def _quarantined(events: Sequence[SeriesEvent], source: str,
                  now_ms: int) -> list[QuarantineItem]:
     at = datetime.fromtimestamp(now_ms / 1000, UTC)
     return [
-        QuarantineItem(at=at, source=source, meter_id=reading.meter_id,
-                       channel=reading.channel, payload=_describe(event.reading),
+        QuarantineItem(at=at, source=source, meter_id=event.reading.meter_id,
+                       channel=event.reading.channel, payload=_describe(event.reading),
                        reason=event.reason)
         for event in events if event.quarantine
     ]

@@ -30,7 +30,7 @@ Conventions:
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -206,41 +206,58 @@ class SeriesProcessor:
 
     def feed(self, reading: Reading, now_ms: int) -> SeriesOutput:
         """Take one register read; ``now_ms`` is the gateway clock (epoch ms)."""
-        at = reading.at
-        unit = reading.unit
-        if unit is not self._unit:  # another unit of the same base (Wh for a kWh series)
-            if unit.base is not self._base:
-                return SeriesOutput([], [self._foreign(reading)])
-            self._unit, self._factor = unit, unit.factor
-        if (reading.meter_id != self._meter or reading.channel != self._channel
-                or reading.kind is not Kind.CUMULATIVE or at.tzinfo is None):
-            return SeriesOutput([], [self._foreign(reading)])
-        raw = reading.value
-        if not raw.is_finite() or raw.adjusted() > _MAX_DIGITS:
-            return SeriesOutput([], [self._unusable(reading)])
-        at_ms = (at - _EPOCH) // _MS
-        factor = self._factor
-        value = raw * factor if factor != 1 else raw
-        if value >= _INT64 or value <= -_INT64:
-            return SeriesOutput([], [self._unusable(reading)])
-        flags = self._check_reading(at_ms, value, now_ms) | reading.flags
-        if flags & _FUTURE:
-            reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more than the "
-                      f"tolerance: not used")
-            return SeriesOutput([], [SeriesEvent(kind=EventKind.FUTURE, reading=reading,
-                                                 flags=flags, reason=reason)])
-        outcome = self._tracker.feed(at_ms, value)
-        held_flags = self._held_flags
-        # Most reads raise no event: share one empty tuple rather than build a list each
-        # time (every container built on this path is work for the cyclic collector).
-        events = self._events(outcome.notices, reading, flags) if outcome.notices else _NO_EVENTS
+        return self.feed_many((reading,), now_ms)
+
+    def feed_many(self, readings: Iterable[Reading], now_ms: int) -> SeriesOutput:
+        """Take register reads in time order, with one output for them all.
+
+        The pipeline hands over a batch's reads of this series at once: the lookups
+        below are made once per batch, not once per read.
+        """
         intervals: list[IntervalReading] = []
-        for point in outcome.points:
-            extra = flags if point.at_ms == at_ms else held_flags
-            for iv in self._grid.feed(point.at_ms, point.cumulative, point.flags | extra,
-                                      point.brk):
-                intervals.append(self._interval(iv))
-        return SeriesOutput(intervals, events)
+        events: list[SeriesEvent] = []
+        track, grid, check = self._tracker.feed, self._grid.feed, self._check_reading
+        interval = self._interval
+        for reading in readings:
+            at = reading.at
+            unit = reading.unit
+            if unit is not self._unit:  # another unit of the same base (Wh for a kWh series)
+                if unit.base is not self._base:
+                    events.append(self._foreign(reading))
+                    continue
+                self._unit, self._factor = unit, unit.factor
+            if (reading.meter_id != self._meter or reading.channel != self._channel
+                    or reading.kind is not Kind.CUMULATIVE or at.tzinfo is None):
+                events.append(self._foreign(reading))
+                continue
+            raw = reading.value
+            if not raw.is_finite() or raw.adjusted() > _MAX_DIGITS:
+                events.append(self._unusable(reading))
+                continue
+            at_ms = (at - _EPOCH) // _MS
+            factor = self._factor
+            value = raw * factor if factor != 1 else raw
+            if value >= _INT64 or value <= -_INT64:
+                events.append(self._unusable(reading))
+                continue
+            flags = check(at_ms, value, now_ms) | reading.flags
+            if flags & _FUTURE:
+                reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more than "
+                          "the tolerance: not used")
+                events.append(SeriesEvent(kind=EventKind.FUTURE, reading=reading, flags=flags,
+                                          reason=reason))
+                continue
+            outcome = track(at_ms, value)
+            held_flags = self._held_flags  # before _events may take the held read's place
+            if outcome.notices:
+                events.extend(self._events(outcome.notices, reading, flags))
+            for point in outcome.points:
+                extra = flags if point.at_ms == at_ms else held_flags
+                for iv in grid(point.at_ms, point.cumulative, point.flags | extra, point.brk):
+                    intervals.append(interval(iv))
+        # Most batches raise no event: share one empty tuple rather than keep a list
+        # (every container built on this path is work for the cyclic collector).
+        return SeriesOutput(intervals, events or _NO_EVENTS)
 
     def _interval(self, iv: Interval) -> IntervalReading:
         start_ms, value, flags = iv.start_ms, iv.value, iv.flags

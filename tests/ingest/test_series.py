@@ -317,3 +317,19 @@ def test_sum_telescopes_and_replay_is_idempotent(reads: list[tuple[int, int]], s
     again = run(proc, readings)
     assert again.intervals == []
     assert proc.snapshot() == state
+
+
+def test_feeding_a_batch_equals_feeding_read_by_read() -> None:
+    """feed_many is the one implementation; feed is a batch of one. Same results either
+    way, events and the held read's bookkeeping included."""
+    cfg = msgspec.structs.replace(CFG, max_power_w=Decimal(20_000))
+    reads = [read(0, "1000"), read(15, "1000.5"), read(30, "1001"), read(45, "9999"),
+             read(60, "1001.5"), read(75, "1000.9"), read(90, "1002"), read(90, "1003"),
+             read(105, "1002.5"), read(120, "1002.7")]
+    one_by_one = SeriesProcessor(cfg)
+    singles = [one_by_one.feed(r, NOW_MS) for r in reads]
+    batched = SeriesProcessor(cfg)
+    together = batched.feed_many(reads, NOW_MS)
+    assert list(together.intervals) == [iv for out in singles for iv in out.intervals]
+    assert list(together.events) == [e for out in singles for e in out.events]
+    assert batched.snapshot() == one_by_one.snapshot()
