@@ -49,6 +49,15 @@ async def stored_values(store: SqliteStore) -> list[tuple[datetime, int, int]]:
     return [(iv.start, iv.value, iv.flags) for iv in got]
 
 
+async def uninterrupted(path: Path, data: list[Reading]) -> list[tuple[datetime, int, int]]:
+    """What a run without restarts or failures stores: the reference for the others."""
+    store, pipeline = await open_pipeline(path)
+    await pipeline.feed(data, source="test", now=NOW)
+    straight = await stored_values(store)
+    await store.close()
+    return straight
+
+
 async def test_intervals_are_exact_across_a_rollover(tmp_path: Path) -> None:
     store, pipeline = await open_pipeline(tmp_path / "s.db")
     data = reads(3 * 100 + 1)  # 25 hours of 5-minute reads, through 9999.999 -> 0000
@@ -63,10 +72,7 @@ async def test_intervals_are_exact_across_a_rollover(tmp_path: Path) -> None:
 
 async def test_restart_resumes_from_the_cursor_without_double_counting(tmp_path: Path) -> None:
     data = reads(200)
-    store, pipeline = await open_pipeline(tmp_path / "a.db")
-    await pipeline.feed(data, source="test", now=NOW)
-    straight = await stored_values(store)
-    await store.close()
+    straight = await uninterrupted(tmp_path / "a.db", data)
 
     store, pipeline = await open_pipeline(tmp_path / "b.db")
     await pipeline.feed(data[:77], source="test", now=NOW)  # stop mid-interval
@@ -81,10 +87,7 @@ async def test_restart_resumes_from_the_cursor_without_double_counting(tmp_path:
 
 async def test_failed_write_rewinds_so_the_same_readings_can_be_fed_again(tmp_path: Path) -> None:
     data = reads(120)
-    store, pipeline = await open_pipeline(tmp_path / "a.db")
-    await pipeline.feed(data, source="test", now=NOW)
-    straight = await stored_values(store)
-    await store.close()
+    straight = await uninterrupted(tmp_path / "a.db", data)
 
     store, pipeline = await open_pipeline(tmp_path / "b.db")
     await pipeline.feed(data[:50], source="test", now=NOW)
