@@ -92,6 +92,14 @@ class Flag(enum.IntFlag):
     #: So long passed between two reads that the register could have wrapped more than
     #: once at the meter's rating: whole turns of the register may be missing.
     AMBIGUOUS_WRAPS = 1 << 12
+    #: Interval consumption far above the previous intervals' (consecutive-interval
+    #: tolerance) or above the configured demand limit.
+    SPIKE = 1 << 13
+    #: Zero consumption for at least the configured number of consecutive intervals.
+    ZERO_RUN = 1 << 14
+    #: The meter repeated a snapshot it had already given (same meter timestamp, or the
+    #: same register value for longer than plausible): a frozen or stale register.
+    FROZEN = 1 << 15
 
 
 _QUESTIONABLE = (
@@ -102,6 +110,9 @@ _QUESTIONABLE = (
     | Flag.FUTURE
     | Flag.CONFLICT
     | Flag.AMBIGUOUS_WRAPS
+    | Flag.SPIKE
+    | Flag.ZERO_RUN
+    | Flag.FROZEN
 )
 
 
