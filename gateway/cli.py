@@ -204,6 +204,84 @@ async def _export(cfg: LoadedConfig, meter: str, channel: str, first: date, last
         await store.close()
 
 
+@app.command(name="edit")
+def edit_(
+    config: ConfigOpt,
+    meter: Annotated[str, typer.Option("--meter", help="meter_id")],
+    start: Annotated[str, typer.Option("--start", help="Interval start, ISO 8601 with offset")],
+    value: Annotated[int, typer.Option("--value", help="Corrected consumption, Wh")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail")],
+    channel: Annotated[str, typer.Option("--channel")] = "1.0.1.8.0.255",
+    operator: Annotated[str | None, typer.Option("--operator", help="Who (default: login)")]
+    = None,
+) -> None:
+    """Correct one interval (ESPI code 7). The value first derived stays as raw; who,
+    when and why go to the audit trail (`ami-gateway audit`)."""
+    import getpass
+
+    from gateway.model import require_utc
+
+    cfg = _config(config)
+    try:
+        at = require_utc(datetime.fromisoformat(start), "--start")
+    except ValueError as exc:
+        err.print(f"[red]error[/red] --start: {exc}")
+        raise typer.Exit(2) from exc
+    who = operator or getpass.getuser()
+    try:
+        iv = _run(_edit(cfg, meter, channel, at, value, who, reason))
+    except GatewayError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1) from exc
+    print(f"{meter} {channel} {iv.start.isoformat()}: {iv.value} {iv.unit} "
+          f"(was {iv.raw if iv.raw is not None else 'missing'} as first derived), "
+          f"quality {int(iv.quality)} edited by {who}")
+
+
+async def _edit(cfg: LoadedConfig, meter: str, channel: str, at: datetime, value: int,
+                who: str, reason: str) -> Any:
+    from gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(cfg.store_path, synchronous=cfg.settings.store.synchronous)
+    await store.open()
+    try:
+        return await store.edit_interval(meter, channel, at, value, operator=who,
+                                         reason=reason, at=datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+@app.command()
+def audit(
+    config: ConfigOpt,
+    meter: Annotated[str, typer.Option("--meter", help="meter_id")],
+    channel: Annotated[str, typer.Option("--channel")] = "1.0.1.8.0.255",
+) -> None:
+    """The audit trail of a meter's corrections: who, when, why, from what to what (CSV)."""
+    import csv
+
+    cfg = _config(config)
+    trail = _run(_audit(cfg, meter, channel))
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["meter_id", "channel", "start", "old_value", "new_value", "operator",
+                  "reason", "at"])
+    for e in trail:
+        out.writerow([e.meter_id, e.channel, e.start.isoformat(),
+                      "" if e.old_value is None else e.old_value, e.new_value, e.operator,
+                      e.reason, e.at.isoformat()])
+
+
+async def _audit(cfg: LoadedConfig, meter: str, channel: str) -> list[Any]:
+    from gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(cfg.store_path)
+    await store.open()
+    try:
+        return list(await store.edits(meter, channel))
+    finally:
+        await store.close()
+
+
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="Portal port on 127.0.0.1")] = 8080,

@@ -104,6 +104,23 @@ def test_import_keeps_good_rows_and_reports_bad_ones_then_export(tmp_path: Path)
                   "--to", "2026-03-08")
     assert missing.returncode == 1 and "no meter 'NOPE'" in missing.stderr
 
+    fixed = cli("edit", "--config", cfg, "--meter", "M1", "--start",
+                "2026-03-08T00:15:00-06:00", "--value", "300", "--reason",
+                "customer photo of the register", "--operator", "dana")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "300 Wh (was 250 as first derived), quality 7 edited by dana" in fixed.stdout
+    trail = cli("audit", "--config", cfg, "--meter", "M1").stdout.splitlines()
+    assert trail[0] == "meter_id,channel,start,old_value,new_value,operator,reason,at"
+    assert trail[1].startswith("M1,1.0.1.8.0.255,2026-03-08T06:15:00+00:00,250,300,dana,"
+                               "customer photo of the register,")
+    daily_after = json.loads(cli("export", "--config", cfg, "--meter", "M1", "--from",
+                                 "2026-03-08", "--to", "2026-03-08", "--daily", "--format",
+                                 "json").stdout)
+    assert (daily_after[0]["value"], daily_after[0]["edited"]) == (92 * 250 + 50, 1)
+    naive = cli("edit", "--config", cfg, "--meter", "M1", "--start", "2026-03-08T00:15:00",
+                "--value", "1", "--reason", "x")
+    assert naive.returncode == 2 and "no UTC offset" in naive.stderr
+
 
 def free_port() -> int:
     import socket

@@ -43,6 +43,19 @@ class QuarantineItem(msgspec.Struct, frozen=True, kw_only=True):
 Cursors = Mapping[tuple[str, str], bytes]
 
 
+class EditRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One operator correction: who changed which interval, when, why, from what to what."""
+
+    meter_id: str
+    channel: str
+    start: datetime
+    old_value: int | None
+    new_value: int
+    operator: str
+    reason: str
+    at: datetime
+
+
 class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
     """What a write did: new intervals, identical replays, and changed values."""
 
@@ -79,6 +92,17 @@ class Store(Protocol):
         """The most recent quarantined items, newest first."""
 
     async def quarantine_count(self) -> int: ...
+
+    async def edit_interval(
+        self, meter_id: str, channel: str, start: datetime, value: int, *,
+        operator: str, reason: str, at: datetime,
+    ) -> IntervalReading:
+        """An operator's correction (ESPI code 7): the value as first derived stays in
+        ``raw``, the replaced version in the history, and who, when and why in the audit.
+        Later writes from the pipeline do not overwrite an edited interval."""
+
+    async def edits(self, meter_id: str, channel: str) -> list[EditRecord]:
+        """The audit trail of a series' corrections, oldest first."""
 
     async def intervals(
         self, meter_id: str, channel: str, start: datetime, end: datetime

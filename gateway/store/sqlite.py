@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from gateway.errors import ConfigError, SinkError
-from gateway.model import DailyUsage, IntervalReading, MeterStatus, Quality, Unit
-from gateway.store import Cursors, QuarantineItem, SeriesInfo, WriteResult
+from gateway.errors import ConfigError, DataError, SinkError
+from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
+from gateway.store import Cursors, EditRecord, QuarantineItem, SeriesInfo, WriteResult
 
 SCHEMA_VERSION = 1
 #: Page cache per connection, in KiB (SQLite takes a negative number as KiB).
@@ -93,6 +93,17 @@ CREATE TABLE IF NOT EXISTS quarantine (
     payload TEXT NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS edit (
+    id INTEGER PRIMARY KEY,
+    series INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    old_value INTEGER,
+    new_value INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS edit_key ON edit (series, start);
 CREATE TABLE IF NOT EXISTS meter (
     meter_id TEXT PRIMARY KEY,
     timezone TEXT NOT NULL,
@@ -374,6 +385,49 @@ class SqliteStore:
             lambda c: int(c.execute("SELECT count(*) FROM quarantine").fetchone()[0])
         )
 
+    async def edit_interval(
+        self, meter_id: str, channel: str, start: datetime, value: int, *,
+        operator: str, reason: str, at: datetime,
+    ) -> IntervalReading:
+        s = self._known(meter_id, channel)
+        start_s = int(start.timestamp())
+        if start_s % s.length:
+            raise DataError(f"{start.isoformat()} is not the start of a {s.length} s interval",
+                            source=f"{meter_id}/{channel}")
+        if value < 0:
+            raise DataError(f"an interval's consumption cannot be negative ({value})",
+                            source=f"{meter_id}/{channel}")
+        if not operator.strip() or not reason.strip():
+            raise DataError("an edit needs the operator's name and a reason",
+                            source=f"{meter_id}/{channel}")
+        day = _touched_days(s, [(s.id, start_s, 0, 0, 0, None)])
+        row = await self._write(
+            lambda c: _edit(c, s.id, start_s, value, operator.strip(), reason.strip(),
+                            _ms(at), day)
+        )
+        v, q, f, r = row
+        return IntervalReading(meter_id=meter_id, channel=channel, start=start.astimezone(UTC),
+                               length_s=s.length, value=v, unit=s.info.unit, quality=Quality(q),
+                               flags=f, raw=r)
+
+    async def edits(self, meter_id: str, channel: str) -> list[EditRecord]:
+        s = self._by_key.get((meter_id, channel))
+        if s is None:
+            return []
+
+        def q(conn: sqlite3.Connection) -> list[EditRecord]:
+            return [
+                EditRecord(meter_id=meter_id, channel=channel,
+                           start=datetime.fromtimestamp(st, UTC), old_value=old,
+                           new_value=new, operator=op, reason=why,
+                           at=datetime.fromtimestamp(at / 1000, UTC))
+                for st, old, new, op, why, at in conn.execute(
+                    "SELECT start, old_value, new_value, operator, reason, at FROM edit "
+                    "WHERE series = ? ORDER BY id", (s.id,))
+            ]
+
+        return await self._read(q)
+
     def _rows(self, batch: Sequence[IntervalReading]) -> dict[_Series, list[_Row]]:
         grouped: dict[_Series, list[_Row]] = {}
         by_key = self._by_key
@@ -560,6 +614,42 @@ def _write(
     return WriteResult(inserted=inserted, unchanged=unchanged, updated=updated)
 
 
+def _edit(conn: sqlite3.Connection, sid: int, start: int, value: int, operator: str,
+          reason: str, at_ms: int, days: list[tuple[int, int, int, int, int]],
+          ) -> tuple[int, int, int, int | None]:
+    """One transaction: the edit, the replaced version into the history, the audit row
+    and the day's rollup."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        old = conn.execute(
+            "SELECT value, quality, flags, raw FROM interval WHERE series = ? AND start = ?",
+            (sid, start),
+        ).fetchone()
+        if old is None:  # an operator fills a missing interval
+            row = (value, int(Quality.EDITED), int(Flag.EDITED), None)
+            conn.execute("INSERT INTO interval VALUES (?, ?, ?, ?, ?, ?)", (sid, start, *row))
+        else:
+            old_value, _, old_flags, old_raw = old
+            # raw keeps the value as first derived from the reads, through any re-edits.
+            row = (value, int(Quality.EDITED), old_flags | int(Flag.EDITED),
+                   old_raw if old_raw is not None else old_value)
+            conn.execute("INSERT INTO interval_history VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (sid, start, *old, at_ms))
+            conn.execute("UPDATE interval SET value = ?, quality = ?, flags = ?, raw = ? "
+                         "WHERE series = ? AND start = ?", (*row, sid, start))
+        conn.execute(
+            "INSERT INTO edit (series, start, old_value, new_value, operator, reason, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sid, start, None if old is None else old[0], value, operator, reason, at_ms),
+        )
+        conn.execute(_ROLLUP_JSON, (_json(days).decode(),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return row
+
+
 def _insert_many(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[object, ...]],
                  width: int) -> None:
     """Multi-row VALUES, as few statements as SQLite's parameter limit allows."""
@@ -594,8 +684,8 @@ def _replace_changed(conn: sqlite3.Connection, sid: int, rows: list[_Row]) -> tu
     }
     for start, row in latest.items():
         old = stored[start]
-        if old == row[2:]:
-            continue
+        if old == row[2:] or old[1] == Quality.EDITED:
+            continue  # a replay, or an operator's edit: the operator's word stands
         conn.execute(
             "INSERT INTO interval_history VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, start, *old, now_ms)
         )
