@@ -53,21 +53,28 @@ class Agent:
             # Bind before any task starts, so a busy port is a plain ConfigError.
             sock = _listen(settings.api.host, settings.api.port, self.assembly.config.file) \
                 if settings.api.enabled else None
+            try:
+                token = self.assembly.config.operator_token() if sock is not None else None
+            except BaseException:
+                if sock is not None:
+                    sock.close()
+                raise
             async with asyncio.TaskGroup() as tg:
                 for poller in self.pollers:
                     tg.create_task(poller.run(), name=f"poll {poller.meter_id}")
                 if sock is not None:
-                    await self._start_api(tg, sock)
+                    await self._start_api(tg, sock, token)
                 _log.info("gateway running", meters=len(self.pollers), api_port=self.api_port,
                           store=str(self.store.path))
                 if started is not None:
                     await started(self)
 
-    async def _start_api(self, tg: asyncio.TaskGroup, sock: socket.socket) -> None:
+    async def _start_api(self, tg: asyncio.TaskGroup, sock: socket.socket,
+                         token: str | None) -> None:
         # The socket is bound by us rather than by uvicorn, which would exit the process.
         self.api_port = int(sock.getsockname()[1])
-        config = uvicorn.Config(create_app(self.store), log_config=None, access_log=False,
-                                lifespan="off")
+        app = create_app(self.store, operator_token=token)
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._server = server
         tg.create_task(server.serve(sockets=[sock]), name="api")

@@ -8,6 +8,7 @@ variable) or ``_file`` (a file to read).
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -62,6 +63,10 @@ class ApiSection(_Model):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    #: The operator token (corrections, audit trail) comes from this environment
+    #: variable or this file; with neither, the operator routes are off.
+    operator_token_env: str | None = None
+    operator_token_file: Path | None = None
 
 
 class ValidationSection(_Model):
@@ -127,6 +132,30 @@ class LoadedConfig(_Model):
     data_dir: Path
     store_path: Path
     profiles_dir: Path
+
+    def operator_token(self) -> str | None:
+        """The operator token, read from where the config points; None if none is set."""
+        api = self.settings.api
+        if api.operator_token_env:
+            value = os.environ.get(api.operator_token_env, "").strip()
+            if not value:
+                raise ConfigError(f"environment variable {api.operator_token_env} is empty or "
+                                  "not set", file=self.file, key="api.operator_token_env",
+                                  fix=f"export {api.operator_token_env}=<a long random token>")
+            return value
+        if api.operator_token_file:
+            path = self.file.parent / api.operator_token_file
+            try:
+                value = path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {path}: {exc.strerror}", file=self.file,
+                                  key="api.operator_token_file",
+                                  fix="point to a readable file holding the token") from exc
+            if not value:
+                raise ConfigError(f"{path} is empty", file=self.file,
+                                  key="api.operator_token_file", fix="write the token into it")
+            return value
+        return None
 
 
 class ConfigInvalid(ConfigError):

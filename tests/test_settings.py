@@ -76,3 +76,21 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML") as err:
         load_config(write(tmp_path, "[gateway\n"))
     assert err.value.fix
+
+
+def test_the_operator_token_comes_from_env_or_file_never_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_config(write(tmp_path, GOOD)).operator_token() is None
+    cfg = load_config(write(tmp_path, GOOD + '[api]\noperator_token_env = "AMI_TEST_TOKEN"\n'))
+    monkeypatch.delenv("AMI_TEST_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="AMI_TEST_TOKEN") as err:
+        cfg.operator_token()
+    assert err.value.key == "api.operator_token_env" and err.value.fix
+    monkeypatch.setenv("AMI_TEST_TOKEN", " tok-123 \n")
+    assert cfg.operator_token() == "tok-123"
+    (tmp_path / "token").write_text("from-a-file\n")
+    cfg = load_config(write(tmp_path, GOOD + '[api]\noperator_token_file = "token"\n'))
+    assert cfg.operator_token() == "from-a-file"
+    with pytest.raises(ConfigInvalid):  # a token written into the config is refused
+        load_config(write(tmp_path, GOOD + '[api]\noperator_token = "inline"\n'))

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway.api.feed import feed_router
+from gateway.api.operator import operator_router
 from gateway.api.schemas import Health
 from gateway.store import Store
 
@@ -39,7 +40,8 @@ _PAGE_HEADERS = {
 
 
 def create_app(
-    store: Store, *, title: str = "ami-gateway", default_channel: str = "1.0.1.8.0.255"
+    store: Store, *, title: str = "ami-gateway", default_channel: str = "1.0.1.8.0.255",
+    operator_token: str | None = None,
 ) -> FastAPI:
     app = FastAPI(
         # The interactive docs load their scripts from a CDN: off; /openapi.json stays.
@@ -50,6 +52,7 @@ def create_app(
     )
     app.add_exception_handler(RequestValidationError, _explain_validation)
     app.include_router(feed_router(store, default_channel))
+    app.include_router(operator_router(store, default_channel, operator_token))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get(
