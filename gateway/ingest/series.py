@@ -22,9 +22,14 @@ Conventions:
   audit log. An exact duplicate of the last read gives nothing at all.
 - A read stamped in the future (``Flag.FUTURE``) is quarantined, not used: taken in, a
   clock far ahead would make every later honest read look out of order.
+- The optional VEE rules (``config.vee``, all off by default) only add flags: a read
+  repeating the previous read's meter timestamp gets ``Flag.FROZEN`` (joining the
+  flags of its step, like any read flag); each emitted interval is judged in order by
+  the demand limit and spike rules (``Flag.SPIKE``) and the zero-run rule
+  (``Flag.ZERO_RUN``). Values are never changed by them.
 - ``snapshot()`` / ``SeriesProcessor.restore(config, state)`` carry the whole state
-  (last read, held read, open interval) over a restart, so the interval straddling it
-  is still emitted, once.
+  (last read, held read, open interval, the rules' windows) over a restart, so the
+  interval straddling it is still emitted, once, and judged as if nothing happened.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ from gateway.validation.rollover import (
     TrackerState,
     Verdict,
 )
-from gateway.validation.stage import ValidationStage
+from gateway.validation.rules import VeeState
+from gateway.validation.stage import ValidationStage, VeeConfig
 
 __all__ = ["EventKind", "SeriesConfig", "SeriesEvent", "SeriesOutput", "SeriesProcessor",
            "SeriesState"]
@@ -76,6 +82,8 @@ class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True):
     slack: Decimal | None = None
     #: How far ahead of the gateway's clock a read may be stamped.
     future_tolerance_s: int = 300
+    #: The optional VEE rules (spike, zero run, frozen register): all off by default.
+    vee: VeeConfig = VeeConfig()
 
     def tracker_config(self) -> TrackerConfig:
         slack = self.slack if self.slack is not None else Decimal(self.unit.factor)
@@ -147,6 +155,8 @@ class SeriesState(msgspec.Struct, frozen=True, kw_only=True):
     #: The read the tracker holds back (its audit record), and the flags it came with.
     held: Reading | None = None
     held_flags: int = 0
+    #: What the stateful VEE rules remember (empty in states saved before they existed).
+    vee: VeeState = VeeState()
 
 
 class SeriesProcessor:
@@ -157,8 +167,10 @@ class SeriesProcessor:
                  "_next_dt", "_next_ms", "_stage", "_tracker", "_unit", "config")
 
     def __init__(self, config: SeriesConfig, *, stage: ValidationStage | None = None) -> None:
+        """``stage`` replaces the rules ``config`` asks for (``config.vee``)."""
         self.config = config
-        self._stage = stage or ValidationStage.default(future_tolerance_s=config.future_tolerance_s)
+        self._stage = stage or ValidationStage.from_config(
+            config.vee, future_tolerance_s=config.future_tolerance_s)
         self._check_reading = self._stage.check_reading
         self._check_interval = self._stage.check_interval if self._stage.interval_rules else None
         self._tracker = RegisterTracker(config.tracker_config())
@@ -196,13 +208,14 @@ class SeriesProcessor:
                                   max_gap_s=config.max_gap_s, state=state.grid)
         self._held = state.held
         self._held_flags = state.held_flags
+        self._stage.restore(state.vee)
         return self
 
     def snapshot(self) -> SeriesState:
         return SeriesState(meter_id=self._meter, channel=self._channel,
                            interval_s=self.config.interval_s, tracker=self._tracker.snapshot(),
                            grid=self._grid.snapshot(), held=self._held,
-                           held_flags=self._held_flags)
+                           held_flags=self._held_flags, vee=self._stage.snapshot())
 
     def feed(self, reading: Reading, now_ms: int) -> SeriesOutput:
         """Take one register read; ``now_ms`` is the gateway clock (epoch ms)."""
@@ -218,6 +231,7 @@ class SeriesProcessor:
         events: list[SeriesEvent] = []
         track, grid, check = self._tracker.feed, self._grid.feed, self._check_reading
         interval = self._interval
+        meter_time = self._stage.uses_meter_at
         for reading in readings:
             at = reading.at
             unit = reading.unit
@@ -240,7 +254,11 @@ class SeriesProcessor:
             if value >= _INT64 or value <= -_INT64:
                 events.append(self._unusable(reading))
                 continue
-            flags = check(at_ms, value, now_ms) | reading.flags
+            meter_at = reading.meter_at if meter_time else None
+            if meter_at is None or meter_at.tzinfo is None:  # naive: not judged
+                flags = check(at_ms, value, now_ms) | reading.flags
+            else:
+                flags = check(at_ms, value, now_ms, (meter_at - _EPOCH) // _MS) | reading.flags
             if flags & _FUTURE:
                 reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more than "
                           "the tolerance: not used")

@@ -4,12 +4,20 @@ A rule never throws and never changes a value: it returns the ``Flag`` bits it f
 (0 when it has nothing to say), so the caller records *which* rule fired beside the
 raw value. Three shapes, by what a rule looks at:
 
-- ``ReadingRule``: one register read on its own (``at_ms``, value in base units) against
-  the gateway's ``now_ms``. Example: ``FutureTimestamp``.
+- ``ReadingRule``: one register read (``at_ms``, value in base units, the meter's own
+  ``meter_at_ms`` when it gave one) against the gateway's ``now_ms``. Examples:
+  ``FutureTimestamp``; ``FrozenRegister`` (stateful: the meter repeated its snapshot).
 - ``StepRule``: the step between two consecutive reads of one register (elapsed
   milliseconds, change in base units). ``NegativeDelta`` and ``JumpBeyondRating`` are
   the two the register tracker (``gateway.validation.rollover``) decides with.
-- ``IntervalRule``: one interval of consumption (start, length, value, flags so far).
+- ``IntervalRule``: one interval of consumption (start, length, value, flags so far),
+  seen in order. ``DemandHighLimit`` (stateless), ``Spike`` and ``ZeroRun`` (stateful:
+  they remember the previous intervals of their series).
+
+Stateful rules (``StatefulRule``) keep a little per-series state that ``save`` writes
+into a ``VeeState`` and ``load`` takes back, so a restart does not reset their windows.
+"Consecutive" intervals are those whose start is the previous one's end: a hole in the
+emitted series (a break, a reset) restarts a rule's window or run.
 
 Conventions: instants are integer epoch milliseconds (UTC); energy is in base units
 (Wh, varh, VAh) as ``Decimal`` for register values and ``int`` for intervals; power
@@ -19,18 +27,26 @@ ratings are in base units per hour (W for Wh channels). No clock, no I/O.
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+import msgspec
 
 from gateway.errors import ConfigError
 from gateway.model import Flag
 
 __all__ = [
+    "DemandHighLimit",
+    "FrozenRegister",
     "FutureTimestamp",
     "IntervalRule",
     "JumpBeyondRating",
     "NegativeDelta",
     "ReadingRule",
+    "Spike",
+    "StatefulRule",
     "StepRule",
+    "VeeState",
+    "ZeroRun",
 ]
 
 _MS_PER_HOUR = 3_600_000
@@ -39,6 +55,9 @@ _MS_PER_HOUR = 3_600_000
 _FUTURE = int(Flag.FUTURE)
 _NEGATIVE_DELTA = int(Flag.NEGATIVE_DELTA)
 _OVER_MAX = int(Flag.OVER_MAX)
+_SPIKE = int(Flag.SPIKE)
+_ZERO_RUN = int(Flag.ZERO_RUN)
+_FROZEN = int(Flag.FROZEN)
 
 
 class ReadingRule(Protocol):
@@ -49,8 +68,12 @@ class ReadingRule(Protocol):
         """The bit this rule fires (what it is recorded as)."""
         ...
 
-    def check(self, at_ms: int, value: Decimal, now_ms: int) -> int:
-        """Flag bits fired by the read of ``value`` (base units) at ``at_ms``."""
+    def check(self, at_ms: int, value: Decimal, now_ms: int,
+              meter_at_ms: int | None = None) -> int:
+        """Flag bits fired by the read of ``value`` (base units) at ``at_ms``.
+
+        ``meter_at_ms`` is the meter's own timestamp of the read, when it gave one.
+        """
         ...
 
 
@@ -76,6 +99,37 @@ class IntervalRule(Protocol):
         ...
 
 
+class VeeState(msgspec.Struct, frozen=True, kw_only=True):
+    """The stateful rules' memory for one series (part of its persisted state).
+
+    Every field has a default, so a state saved before a rule existed still loads.
+    """
+
+    #: ``Spike``: the previous consecutive intervals' values, oldest first.
+    spike_values: tuple[int, ...] = ()
+    #: ``Spike``: end (epoch ms) of the last interval seen.
+    spike_end_ms: int | None = None
+    #: ``ZeroRun``: how many consecutive zero intervals end at ``zero_end_ms``.
+    zero_run: int = 0
+    zero_end_ms: int | None = None
+    #: ``FrozenRegister``: gateway time and meter time (epoch ms) of the last read judged.
+    frozen_at_ms: int | None = None
+    frozen_meter_at_ms: int | None = None
+
+
+@runtime_checkable
+class StatefulRule(Protocol):
+    """A rule with per-series memory, saved into and loaded from a ``VeeState``."""
+
+    def save(self, state: VeeState) -> VeeState:
+        """``state`` with this rule's fields set to what it remembers now."""
+        ...
+
+    def load(self, state: VeeState) -> None:
+        """Continue from what ``state`` remembers."""
+        ...
+
+
 class FutureTimestamp:
     """A read stamped later than the gateway's now plus a tolerance (clock ahead).
 
@@ -89,7 +143,8 @@ class FutureTimestamp:
             raise ConfigError("must be >= 0", key="future_tolerance_s")
         self.tolerance_ms = tolerance_s * 1000
 
-    def check(self, at_ms: int, value: Decimal, now_ms: int) -> int:
+    def check(self, at_ms: int, value: Decimal, now_ms: int,
+              meter_at_ms: int | None = None) -> int:
         return _FUTURE if at_ms > now_ms + self.tolerance_ms else 0
 
 
@@ -158,3 +213,148 @@ class JumpBeyondRating:
 
     def check(self, elapsed_ms: int, delta: Decimal) -> int:
         return 0 if self.allows(elapsed_ms, delta) else _OVER_MAX
+
+
+def _positive(value: Decimal | int, key: str, fix: str) -> None:
+    if not (Decimal(value).is_finite() and value > 0):
+        raise ConfigError(f"must be a number > 0, got {value}", key=key, fix=fix)
+
+
+class DemandHighLimit:
+    """Demand high limit: more energy in one interval than ``limit_w`` over its length.
+
+    An interval of ``length_s`` seconds may hold ``limit_w × length_s / 3600`` Wh;
+    anything above fires ``Flag.SPIKE``. Compared multiplied out, in exact integers.
+    """
+
+    flag = Flag.SPIKE
+
+    def __init__(self, limit_w: Decimal) -> None:
+        _positive(limit_w, "demand_high_w", "give the highest plausible demand in W, "
+                  "or omit it to turn the check off")
+        self.limit_w = limit_w
+        self._num, self._den = Decimal(limit_w).as_integer_ratio()
+
+    def check(self, start_ms: int, length_s: int, value: int, flags: int) -> int:
+        return _SPIKE if value * 3600 * self._den > self._num * length_s else 0
+
+
+class Spike:
+    """Consecutive-interval tolerance: far above the mean of the previous intervals.
+
+    Fires ``Flag.SPIKE`` when the value is above ``factor`` × the mean of the previous
+    ``window`` consecutive intervals *and* above ``floor`` base units (a jump from 1 Wh
+    to 5 Wh is not a spike). Until ``window`` consecutive intervals are known (after
+    the first read, a break or a hole) it says nothing. Every interval, spike or not,
+    joins the window: a lasting change of level stops firing after ``window`` intervals.
+    """
+
+    flag = Flag.SPIKE
+
+    def __init__(self, factor: Decimal, *, window: int = 4, floor: int = 0,
+                 state: VeeState | None = None) -> None:
+        if not (Decimal(factor).is_finite() and factor >= 1):
+            raise ConfigError(f"must be a number >= 1, got {factor}", key="spike_factor",
+                              fix="e.g. 3 (three times the recent mean), or omit it")
+        _positive(window, "spike_window", "the number of previous intervals to average, e.g. 4")
+        if floor < 0:
+            raise ConfigError(f"must be >= 0, got {floor}", key="spike_floor_wh",
+                              fix="the consumption below which nothing is a spike, e.g. 100")
+        self.factor, self.window, self.floor = factor, window, floor
+        self._num, self._den = Decimal(factor).as_integer_ratio()
+        self._values: list[int] = []
+        self._end_ms: int | None = None
+        self.load(state or VeeState())
+
+    def check(self, start_ms: int, length_s: int, value: int, flags: int) -> int:
+        values = self._values
+        if start_ms != self._end_ms:
+            values.clear()
+        self._end_ms = start_ms + length_s * 1000
+        window = self.window
+        fired = 0
+        if len(values) == window and value > self.floor and (
+                value * window * self._den > self._num * sum(values)):
+            fired = _SPIKE
+        values.append(value)
+        if len(values) > window:
+            del values[0]
+        return fired
+
+    def save(self, state: VeeState) -> VeeState:
+        return msgspec.structs.replace(state, spike_values=tuple(self._values),
+                                       spike_end_ms=self._end_ms)
+
+    def load(self, state: VeeState) -> None:
+        self._values = list(state.spike_values[-self.window:])
+        self._end_ms = state.spike_end_ms
+
+
+class ZeroRun:
+    """Zero consumption for ``intervals`` consecutive intervals.
+
+    The ``intervals``-th consecutive zero interval and every further one fire
+    ``Flag.ZERO_RUN``; a non-zero interval or a hole in the series ends the run.
+    """
+
+    flag = Flag.ZERO_RUN
+
+    def __init__(self, intervals: int, *, state: VeeState | None = None) -> None:
+        _positive(intervals, "zero_run_intervals",
+                  "the number of zero intervals in a row worth flagging, e.g. 96, or omit it")
+        self.intervals = intervals
+        self._run = 0
+        self._end_ms: int | None = None
+        self.load(state or VeeState())
+
+    def check(self, start_ms: int, length_s: int, value: int, flags: int) -> int:
+        if value != 0:
+            self._run = 0
+        elif start_ms == self._end_ms:
+            self._run += 1
+        else:
+            self._run = 1
+        self._end_ms = start_ms + length_s * 1000
+        return _ZERO_RUN if self._run >= self.intervals else 0
+
+    def save(self, state: VeeState) -> VeeState:
+        return msgspec.structs.replace(state, zero_run=self._run, zero_end_ms=self._end_ms)
+
+    def load(self, state: VeeState) -> None:
+        self._run = state.zero_run
+        self._end_ms = state.zero_end_ms
+
+
+class FrozenRegister:
+    """The meter repeated its previous snapshot: same meter timestamp, later gateway time.
+
+    Fires ``Flag.FROZEN`` on a read whose ``meter_at_ms`` equals the previous judged
+    read's while ``at_ms`` moved on. Reads without a meter timestamp, and reads not
+    after the previous one (duplicates, late reads), are not judged and change nothing.
+    """
+
+    flag = Flag.FROZEN
+
+    def __init__(self, *, state: VeeState | None = None) -> None:
+        self._at_ms: int | None = None
+        self._meter_at_ms: int | None = None
+        self.load(state or VeeState())
+
+    def check(self, at_ms: int, value: Decimal, now_ms: int,
+              meter_at_ms: int | None = None) -> int:
+        if meter_at_ms is None:
+            return 0
+        last_at = self._at_ms
+        if last_at is not None and at_ms <= last_at:
+            return 0
+        fired = _FROZEN if meter_at_ms == self._meter_at_ms else 0
+        self._at_ms, self._meter_at_ms = at_ms, meter_at_ms
+        return fired
+
+    def save(self, state: VeeState) -> VeeState:
+        return msgspec.structs.replace(state, frozen_at_ms=self._at_ms,
+                                       frozen_meter_at_ms=self._meter_at_ms)
+
+    def load(self, state: VeeState) -> None:
+        self._at_ms = state.frozen_at_ms
+        self._meter_at_ms = state.frozen_meter_at_ms

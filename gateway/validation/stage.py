@@ -6,8 +6,9 @@ quality) is decided by the caller (``gateway.ingest.series``) and by
 rating) are not run here: the register tracker decides with them, because their
 meaning depends on its state (a drop may be a rollover, a glitch or a reset).
 
-Rules are objects so that a later stateful rule (spike, frozen register) can keep its
-own per-series history; give each series its own stage when rules hold state.
+Rules are objects so that a stateful rule (spike, zero run, frozen register) keeps its
+own per-series history: give each series its own stage (``from_config`` builds one from
+a ``VeeConfig``), and carry ``snapshot()`` / ``restore()`` over a restart.
 """
 
 from __future__ import annotations
@@ -15,25 +16,100 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from gateway.validation.rules import FutureTimestamp, IntervalRule, ReadingRule
+import msgspec
 
-__all__ = ["ValidationStage"]
+from gateway.errors import ConfigError
+from gateway.validation.rules import (
+    DemandHighLimit,
+    FrozenRegister,
+    FutureTimestamp,
+    IntervalRule,
+    ReadingRule,
+    Spike,
+    StatefulRule,
+    VeeState,
+    ZeroRun,
+)
+
+__all__ = ["ValidationStage", "VeeConfig"]
+
+_NO_STATE = VeeState()
+
+
+class VeeConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Which optional VEE rules a series runs. Every rule is off by default (None/False).
+
+    Energies in base units (Wh for a kWh register), demand in W.
+    """
+
+    #: Demand high limit: an interval above this many W × its length fires SPIKE.
+    demand_high_w: Decimal | None = None
+    #: Spike: an interval above this factor × the mean of the previous ``spike_window``
+    #: intervals (and above ``spike_floor_wh``) fires SPIKE.
+    spike_factor: Decimal | None = None
+    spike_window: int = 4
+    spike_floor_wh: int = 100
+    #: Zero run: the Nth consecutive zero interval and every further one fire ZERO_RUN.
+    zero_run_intervals: int | None = None
+    #: Frozen register: a read repeating the previous read's meter timestamp fires FROZEN.
+    frozen_register: bool = False
+
+    def __post_init__(self) -> None:
+        # Built once to validate: the rules know their keys and fixes.
+        ValidationStage.from_config(self)
+        if self.spike_factor is None and (self.spike_window, self.spike_floor_wh) != (4, 100):
+            raise ConfigError("spike_window and spike_floor_wh need spike_factor",
+                              key="spike_factor", fix="set spike_factor (e.g. 3) to turn "
+                              "the spike check on, or drop the other spike keys")
 
 
 class ValidationStage:
     """Reading rules and interval rules for one series."""
 
-    __slots__ = ("_interval_rules", "_reading_rules")
+    __slots__ = ("_interval_rules", "_reading_rules", "_stateful", "uses_meter_at")
 
     def __init__(self, reading_rules: Sequence[ReadingRule] = (),
                  interval_rules: Sequence[IntervalRule] = ()) -> None:
         self._reading_rules = tuple(reading_rules)
         self._interval_rules = tuple(interval_rules)
+        rules = (*self._reading_rules, *self._interval_rules)
+        self._stateful = tuple(rule for rule in rules if isinstance(rule, StatefulRule))
+        #: Whether a reading rule looks at the meter's own timestamp (else pass None).
+        self.uses_meter_at = any(isinstance(rule, FrozenRegister) for rule in rules)
 
     @classmethod
     def default(cls, *, future_tolerance_s: int = 300) -> ValidationStage:
         """The rules every series gets today: a read must not come from the future."""
         return cls(reading_rules=(FutureTimestamp(future_tolerance_s),))
+
+    @classmethod
+    def from_config(cls, vee: VeeConfig, *, future_tolerance_s: int = 300,
+                    state: VeeState | None = None) -> ValidationStage:
+        """The default rules plus the optional ones ``vee`` turns on, from ``state``."""
+        reading: list[ReadingRule] = [FutureTimestamp(future_tolerance_s)]
+        if vee.frozen_register:
+            reading.append(FrozenRegister(state=state))
+        interval: list[IntervalRule] = []
+        if vee.demand_high_w is not None:
+            interval.append(DemandHighLimit(vee.demand_high_w))
+        if vee.spike_factor is not None:
+            interval.append(Spike(vee.spike_factor, window=vee.spike_window,
+                                  floor=vee.spike_floor_wh, state=state))
+        if vee.zero_run_intervals is not None:
+            interval.append(ZeroRun(vee.zero_run_intervals, state=state))
+        return cls(reading, interval)
+
+    def snapshot(self) -> VeeState:
+        """What the stateful rules remember (an empty state when there are none)."""
+        state = _NO_STATE
+        for rule in self._stateful:
+            state = rule.save(state)
+        return state
+
+    def restore(self, state: VeeState) -> None:
+        """Let the stateful rules continue from ``state`` (taken by ``snapshot``)."""
+        for rule in self._stateful:
+            rule.load(state)
 
     @property
     def reading_rules(self) -> tuple[ReadingRule, ...]:
@@ -43,11 +119,12 @@ class ValidationStage:
     def interval_rules(self) -> tuple[IntervalRule, ...]:
         return self._interval_rules
 
-    def check_reading(self, at_ms: int, value: Decimal, now_ms: int) -> int:
+    def check_reading(self, at_ms: int, value: Decimal, now_ms: int,
+                      meter_at_ms: int | None = None) -> int:
         """Union of the flags the reading rules fire on one read (base units)."""
         flags = 0
         for rule in self._reading_rules:
-            flags |= rule.check(at_ms, value, now_ms)
+            flags |= rule.check(at_ms, value, now_ms, meter_at_ms)
         return flags
 
     def check_interval(self, start_ms: int, length_s: int, value: int, flags: int) -> int:

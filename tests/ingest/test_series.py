@@ -22,7 +22,7 @@ from gateway.ingest.series import (
 )
 from gateway.model import Flag, IntervalReading, Kind, Quality, Reading, Unit
 from gateway.validation.rules import FutureTimestamp
-from gateway.validation.stage import ValidationStage
+from gateway.validation.stage import ValidationStage, VeeConfig
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 NOW_MS = int((T0 + timedelta(days=30)).timestamp() * 1000)
@@ -252,6 +252,89 @@ def test_interval_rules_of_the_stage_apply() -> None:
     out = run(SeriesProcessor(CFG, stage=stage), [read(0, "1"), read(15, "1"), read(30, "2")])
     assert [(v, f) for v, f in ((iv.value, iv.flags) for iv in out.intervals)] == [
         (0, Flag.ESTIMATED), (1000, 0)]
+
+
+# -- optional VEE rules (config.vee) --------------------------------------------------
+
+VEE = VeeConfig(demand_high_w=Decimal(6000), spike_factor=Decimal(3), spike_window=2,
+                spike_floor_wh=100, zero_run_intervals=3, frozen_register=True)
+# 15-minute reads (kWh): 200 Wh, 200, 0, 0, 0, 0, 900 (spike), 1600 (over 6 kW), 200
+VEE_READS = [read(15 * i, kwh) for i, kwh in enumerate(
+    ["100", "100.2", "100.4", "100.4", "100.4", "100.4", "100.4", "101.3", "102.9", "103.1"])]
+
+
+def _flags_by_start(out: SeriesOutput) -> list[tuple[int, int, Flag]]:
+    return [(int((iv.start - T0).total_seconds()) // 60, iv.value, Flag(iv.flags))
+            for iv in out.intervals]
+
+
+def test_vee_rules_flag_intervals_and_keep_values() -> None:
+    cfg = msgspec.structs.replace(CFG, vee=VEE)
+    out = run(SeriesProcessor(cfg), VEE_READS)
+    assert _flags_by_start(out) == [
+        (0, 200, Flag.NONE), (15, 200, Flag.NONE), (30, 0, Flag.NONE), (45, 0, Flag.NONE),
+        (60, 0, Flag.ZERO_RUN), (75, 0, Flag.ZERO_RUN), (90, 900, Flag.SPIKE),
+        (105, 1600, Flag.SPIKE), (120, 200, Flag.NONE)]
+    assert {iv.quality for iv in out.intervals if iv.flags} == {Quality.QUESTIONABLE}
+    plain = run(SeriesProcessor(CFG), VEE_READS)
+    assert [iv.value for iv in out.intervals] == [iv.value for iv in plain.intervals]
+    assert all(iv.flags == 0 for iv in plain.intervals)
+    assert out.events == plain.events
+
+
+def test_all_rules_off_is_the_default_stage() -> None:
+    reads = [read(0.1, "10"), read(7, "10.2"), read(16, "10.5"), read(24, "2"),
+             read(33, "11"), read(47, "11.4"), read(52, "11.4"), read(61, "11.9")]
+    stage = ValidationStage.default(future_tolerance_s=CFG.future_tolerance_s)
+    assert run(SeriesProcessor(CFG), reads) == run(SeriesProcessor(CFG, stage=stage), reads)
+
+
+def _at_meter(r: Reading, minutes: float | None, *, naive: bool = False) -> Reading:
+    meter_at = None if minutes is None else T0 + timedelta(minutes=minutes)
+    if naive and meter_at is not None:
+        meter_at = meter_at.replace(tzinfo=None)
+    return msgspec.structs.replace(r, meter_at=meter_at)
+
+
+def test_frozen_register_flags_the_step_it_ends() -> None:
+    cfg = msgspec.structs.replace(CFG, vee=VeeConfig(frozen_register=True))
+    reads = [_at_meter(read(0, "10"), 0), _at_meter(read(15, "10.5"), 15),
+             _at_meter(read(30, "10.5"), 15),  # the meter gave its last snapshot again
+             _at_meter(read(45, "11"), 45), _at_meter(read(60, "11.5"), None),
+             _at_meter(read(75, "12"), 45, naive=True)]  # naive meter time: not judged
+    out = run(SeriesProcessor(cfg), reads)
+    assert _flags_by_start(out) == [(0, 500, Flag.NONE), (15, 0, Flag.FROZEN),
+                                    (30, 500, Flag.NONE), (45, 500, Flag.NONE),
+                                    (60, 500, Flag.NONE)]
+    assert out.intervals[1].quality is Quality.QUESTIONABLE
+    off = run(SeriesProcessor(CFG), reads)  # meter times are not looked at when off
+    assert all(iv.flags == 0 for iv in off.intervals)
+
+
+@pytest.mark.parametrize("cut", range(1, 10))
+def test_vee_state_survives_a_restart(cut: int) -> None:
+    cfg = msgspec.structs.replace(CFG, vee=VEE)
+    reads = [_at_meter(r, 15 * (i - (i == 4))) for i, r in enumerate(VEE_READS)]
+    whole = run(SeriesProcessor(cfg), reads)
+    assert any(iv.flags & Flag.FROZEN for iv in whole.intervals)
+    first = SeriesProcessor(cfg)
+    part = run(first, reads[:cut])
+    restored = SeriesProcessor.restore(cfg, _encode_roundtrip(first.snapshot()))
+    rest = run(restored, reads[cut:])
+    assert part.intervals + rest.intervals == whole.intervals
+
+
+def test_a_state_saved_before_the_vee_rules_still_restores() -> None:
+    cfg = msgspec.structs.replace(CFG, vee=VEE)
+    proc = SeriesProcessor(cfg)
+    run(proc, VEE_READS[:3])
+    saved = msgspec.to_builtins(proc.snapshot())
+    del saved["vee"]  # as written by the previous release
+    state = msgspec.msgpack.decode(msgspec.msgpack.encode(saved), type=SeriesState)
+    restored = SeriesProcessor.restore(cfg, state)
+    out = run(restored, VEE_READS[3:])
+    assert [iv.value for iv in out.intervals] == [0, 0, 0, 0, 900, 1600, 200]
+    assert out.intervals[2].flags & Flag.ZERO_RUN  # the rules start afresh and still fire
 
 
 # -- properties -----------------------------------------------------------------------
