@@ -255,10 +255,10 @@ class SeriesProcessor:
                 events.append(self._unusable(reading))
                 continue
             meter_at = reading.meter_at if meter_time else None
-            if meter_at is None or meter_at.tzinfo is None:  # naive: not judged
-                flags = check(at_ms, value, now_ms) | reading.flags
-            else:
+            if meter_at is not None and meter_at.tzinfo is not None:
                 flags = check(at_ms, value, now_ms, (meter_at - _EPOCH) // _MS) | reading.flags
+            else:  # no rule looks at the meter's time, or it gave none (or a naive one)
+                flags = check(at_ms, value, now_ms) | reading.flags
             if flags & _FUTURE:
                 reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more than "
                           "the tolerance: not used")
