@@ -329,8 +329,10 @@ class FrozenRegister:
     """The meter repeated its previous snapshot: same meter timestamp, later gateway time.
 
     Fires ``Flag.FROZEN`` on a read whose ``meter_at_ms`` equals the previous judged
-    read's while ``at_ms`` moved on. Reads without a meter timestamp, and reads not
-    after the previous one (duplicates, late reads), are not judged and change nothing.
+    read's while ``at_ms`` moved on. Reads without a meter timestamp, reads not after
+    the previous one (duplicates, late reads) and reads stamped after the gateway's now
+    (quarantined as future ones, they must not hide later freezes) are not judged and
+    change nothing.
     """
 
     flag = Flag.FROZEN
@@ -342,7 +344,7 @@ class FrozenRegister:
 
     def check(self, at_ms: int, value: Decimal, now_ms: int,
               meter_at_ms: int | None = None) -> int:
-        if meter_at_ms is None:
+        if meter_at_ms is None or at_ms > now_ms:
             return 0
         last_at = self._at_ms
         if last_at is not None and at_ms <= last_at:

@@ -124,6 +124,7 @@ F = int(Flag.FROZEN)
     ([(T, T), (T - Q, T)], [0, 0]),  # a late read: not judged
     ([(T, None), (T + Q, None)], [0, 0]),  # no meter time: not judged
     ([(T, T), (T + Q, None), (T + 2 * Q, T)], [0, 0, F]),  # unjudged reads change nothing
+    ([(T, T), (NOW + 1, T), (T + Q, T)], [0, 0, F]),  # a read from the future neither
 ])
 def test_frozen_register(reads: list[tuple[int, int | None]], fired: list[int]) -> None:
     rule = FrozenRegister()
