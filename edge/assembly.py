@@ -17,6 +17,7 @@ from gateway.ingest.series import SeriesConfig
 from gateway.model import Kind
 from gateway.profiles import DeviceProfile, load_profiles
 from gateway.settings import ConfigInvalid, LoadedConfig, MeterConfig
+from gateway.validation import VeeConfig
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ def _series_of(config: LoadedConfig, meter: MeterConfig, profile: DeviceProfile,
     problems: list[ConfigError] = []
     wanted = meter.channels if meter.channels is not None else list(cumulative)
     max_power = meter.max_power_w or profile.max_power_w
+    vee, rule_problem = _vee_of(config, meter, where)
+    if rule_problem is not None:
+        return [], [*problems, rule_problem]
     out: list[SeriesConfig] = []
     for j, channel in enumerate(wanted):
         point = cumulative.get(channel)
@@ -102,8 +106,27 @@ def _series_of(config: LoadedConfig, meter: MeterConfig, profile: DeviceProfile,
             future_tolerance_s=settings.validation.future_tolerance_s,
             modulus=modulus * point.unit.factor if modulus is not None else None,
             max_power_w=Decimal(max_power) if max_power is not None else None,
+            vee=vee,
         ))
     return out, problems
+
+
+def _vee_of(config: LoadedConfig, meter: MeterConfig,
+            where: str) -> tuple[VeeConfig, ConfigError | None]:
+    """The meter's rules: the gateway's [validation.rules], overridden key by key. A
+    problem is blamed on the gateway's section if it is wrong alone, else on the meter's."""
+    defaults = config.settings.validation.rules.model_dump()
+    overrides = meter.rules.model_dump(exclude_unset=True) if meter.rules is not None else {}
+    for section, rules in (("validation.rules", defaults),
+                           (f"{where}.rules", {**defaults, **overrides})):
+        if rules["demand_high_w"] is not None:
+            rules["demand_high_w"] = Decimal(rules["demand_high_w"])
+        try:
+            vee = VeeConfig(**rules)
+        except ConfigError as exc:
+            return VeeConfig(), ConfigError(exc.reason, file=config.file,
+                                            key=f"{section}.{exc.key}", fix=exc.fix)
+    return vee, None
 
 
 def build_driver(plan: MeterPlan, clock: Clock) -> PolledDriver:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,6 +70,23 @@ class ApiSection(_Model):
     operator_token_file: Path | None = None
 
 
+class RulesSection(_Model):
+    """Optional VEE rules (all off by default). Under [validation.rules] they apply to
+    every meter; under a meter's [meters.rules] they override those keys for it."""
+
+    #: An interval above this demand (W x its length) is a SPIKE.
+    demand_high_w: Annotated[int, Field(gt=0)] | None = None
+    #: An interval above this factor x the mean of the previous spike_window intervals
+    #: (and above spike_floor_wh) is a SPIKE.
+    spike_factor: Annotated[Decimal, Field(ge=1)] | None = None
+    spike_window: Annotated[int, Field(ge=1)] = 4
+    spike_floor_wh: Annotated[int, Field(ge=0)] = 100
+    #: The Nth consecutive zero interval and every further one are a ZERO_RUN.
+    zero_run_intervals: Annotated[int, Field(ge=1)] | None = None
+    #: A read repeating the meter's previous timestamp is FROZEN (meters that stamp reads).
+    frozen_register: bool = False
+
+
 class ValidationSection(_Model):
     #: A read this close to an interval boundary counts as a read at the boundary.
     snap_tolerance_s: Annotated[float, Field(ge=0, le=60)] = 5.0
@@ -76,6 +94,7 @@ class ValidationSection(_Model):
     max_gap_s: Annotated[int, Field(gt=0)] = 1800
     #: A timestamp this far past the gateway clock is flagged as in the future.
     future_tolerance_s: Annotated[int, Field(ge=0)] = 120
+    rules: RulesSection = RulesSection()
 
 
 class MeterConfig(_Model):
@@ -96,6 +115,8 @@ class MeterConfig(_Model):
     channels: list[str] | None = None
     #: Overrides the profile's maximum rating (rollover plausibility, over-max rule).
     max_power_w: Annotated[int, Field(gt=0)] | None = None
+    #: Overrides of [validation.rules] for this meter (only the keys given).
+    rules: RulesSection | None = None
 
     @field_validator("timezone")
     @classmethod

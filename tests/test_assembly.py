@@ -34,3 +34,36 @@ def test_the_demo_never_clears_a_folder_it_did_not_make(tmp_path: Path) -> None:
     _prepare(fresh)
     assert (fresh / MARKER).exists() and (fresh / "devices" / "demo_pulse16.toml").exists()
     _prepare(fresh)  # its own folder: replaced again without complaint
+
+
+def test_rules_come_from_the_gateway_and_a_meter_overrides_key_by_key(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(
+        "[validation.rules]\nzero_run_intervals = 8\nspike_factor = 3.5\n"
+        '[[meters]]\nmeter_id = "M1"\nprofile = "eastron_sdm120"\nhost = "127.0.0.1"\n'
+        '[[meters]]\nmeter_id = "M2"\nprofile = "eastron_sdm120"\nhost = "127.0.0.1"\n'
+        "[meters.rules]\nzero_run_intervals = 96\ndemand_high_w = 12000\n"
+        "frozen_register = true\n")
+    m1, m2 = assemble(load_config(cfg)).meters
+    assert {s.vee.zero_run_intervals for s in m1.series} == {8}
+    vee = m2.series[0].vee
+    assert (vee.zero_run_intervals, vee.demand_high_w, vee.spike_factor, vee.frozen_register) \
+        == (96, Decimal(12000), Decimal("3.5"), True)
+
+
+def test_a_bad_rule_setting_names_its_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[[meters]]\nmeter_id = "M1"\nprofile = "eastron_sdm120"\n'
+                   'host = "127.0.0.1"\n[meters.rules]\nspike_window = 8\n')
+    with pytest.raises(ConfigInvalid) as err:
+        assemble(load_config(cfg))
+    [problem] = err.value.problems
+    assert problem.key.startswith("meters[0](meter_id=M1).rules.spike")
+    assert "spike_factor" in str(problem) and problem.fix
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[validation.rules]\nspike_factor = 0.5\n")
+    with pytest.raises(ConfigInvalid) as err2:
+        load_config(bad)
+    assert err2.value.problems[0].key == "validation.rules.spike_factor"
