@@ -26,6 +26,7 @@ from decimal import Decimal
 import msgspec
 
 __all__ = [
+    "SERIAL_NUMBER",
     "UTC",
     "DailyUsage",
     "Flag",
@@ -142,6 +143,7 @@ class Kind(enum.StrEnum):
     CUMULATIVE = "cumulative"  # a register that only rises (energy), may wrap
     INSTANT = "instant"  # a snapshot (power, voltage)
     DELTA = "delta"  # consumption since the previous value
+    IDENTITY = "identity"  # the meter's serial number: a change is a meter exchange
 
 
 class Unit(enum.StrEnum):
@@ -198,6 +200,10 @@ _BASE: dict[Unit, tuple[Unit, int]] = {
     Unit.DEGREE: (Unit.DEGREE, 1),
     Unit.COUNT: (Unit.COUNT, 1),
 }
+
+
+#: The OBIS code of a meter's serial number: readings of it are ``Kind.IDENTITY``.
+SERIAL_NUMBER = "0.0.96.1.0.255"
 
 
 def require_utc(at: datetime, what: str = "timestamp") -> datetime:

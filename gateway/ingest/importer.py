@@ -10,7 +10,7 @@ import msgspec
 from edge.assembly import assemble
 from gateway.ingest import csvread
 from gateway.ingest.pipeline import Pipeline
-from gateway.model import Kind, Unit
+from gateway.model import SERIAL_NUMBER, Kind, Unit
 from gateway.settings import LoadedConfig
 from gateway.store import QuarantineItem
 from gateway.store.sqlite import SqliteStore
@@ -34,6 +34,8 @@ async def import_csv(cfg: LoadedConfig, path: Path) -> ImportReport:
     assembly = assemble(cfg)
     channels: dict[tuple[str, str], tuple[Unit, Kind]] = {}
     for plan in assembly.meters:
+        # Every meter's serial number may be imported: a change is a meter exchange.
+        channels[(plan.meter.meter_id, SERIAL_NUMBER)] = (Unit.COUNT, Kind.IDENTITY)
         for point in plan.profile.points:
             channels[(plan.meter.meter_id, point.channel)] = (point.unit, point.kind)
     with path.open(newline="", encoding="utf-8-sig") as fh:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -54,6 +54,9 @@ class Pipeline:
         self._store = store
         self._procs = processors
         self._configs = configs
+        self._by_meter: dict[str, list[tuple[str, str]]] = {}
+        for key in configs:
+            self._by_meter.setdefault(key[0], []).append(key)
 
     @classmethod
     async def open(cls, store: Store, series: Iterable[tuple[SeriesConfig, str]]) -> Pipeline:
@@ -149,7 +152,11 @@ class Pipeline:
         # Series are independent: each one's reads are fed in order, series after series,
         # so the loop per read is short and the store gets each series' rows together.
         groups: dict[tuple[str, str], list[Reading]] = {}
+        identities: list[Reading] = []
         for reading in readings:
+            if reading.kind is Kind.IDENTITY:
+                identities.append(reading)
+                continue
             key = (reading.meter_id, reading.channel)
             group = groups.get(key)
             if group is None:
@@ -157,6 +164,15 @@ class Pipeline:
             else:
                 group.append(reading)
         try:
+            # A meter's identity first: an exchange applies from its instant on, to the
+            # reads of every series of that meter, whatever their order in the batch.
+            for reading in identities:
+                for key in self._by_meter.get(reading.meter_id, ()):
+                    series = procs[key]
+                    if key not in touched:
+                        touched[key] = series
+                        before[key] = series.snapshot()
+                    series.observe_identity((reading.at - _EPOCH) // _MS, _identity(reading))
             for key, group in groups.items():
                 proc = procs.get(key)
                 if proc is None:
@@ -166,8 +182,9 @@ class Pipeline:
                         else:
                             skipped += 1
                     continue
-                touched[key] = proc
-                before[key] = proc.snapshot()
+                if key not in touched:
+                    touched[key] = proc
+                    before[key] = proc.snapshot()
                 out = proc.feed_many(group, now_ms)
                 intervals.extend(out.intervals)
                 if out.events:
@@ -224,6 +241,16 @@ def _quarantined(events: Sequence[SeriesEvent], source: str,
                        reason=event.reason)
         for event in events if event.quarantine
     ]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _identity(reading: Reading) -> str:
+    """A serial number as text: 12345678, not 12345678.0 or 1.2345678E+7."""
+    value = reading.value
+    return str(int(value)) if value == value.to_integral_value() else str(value)
 
 
 def _describe(reading: Reading) -> str:

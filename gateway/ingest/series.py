@@ -105,6 +105,7 @@ class EventKind(enum.StrEnum):
     CONFLICT = "conflict"
     OUT_OF_RANGE = "out_of_range"
     FUTURE = "future"  # stamped ahead of the gateway clock: quarantined
+    EXCHANGE = "exchange"  # the first read of a new meter (new serial): a new baseline
     FOREIGN = "foreign"  # not this series (meter, channel, kind, unit or naive time)
 
 
@@ -113,6 +114,11 @@ class EventKind(enum.StrEnum):
 _MAX_DIGITS = 15
 _INT64 = Decimal(2**63)
 _NO_EVENTS: tuple[SeriesEvent, ...] = ()
+_EXCHANGE = int(Flag.METER_EXCHANGE)
+
+
+def _iso_ms(at_ms: int) -> str:
+    return datetime.fromtimestamp(at_ms / 1000, UTC).isoformat()
 _KIND = {verdict: EventKind(verdict.value) for verdict in Verdict}
 _ABOUT_HELD = frozenset({Verdict.GLITCH, Verdict.RESET, Verdict.SUPERSEDED})
 #: Events whose read is finally not used: they belong in the quarantine, the rest in the
@@ -157,14 +163,20 @@ class SeriesState(msgspec.Struct, frozen=True, kw_only=True):
     held_flags: int = 0
     #: What the stateful VEE rules remember (empty in states saved before they existed).
     vee: VeeState = VeeState()
+    #: The meter's identity (serial number) as last seen, and an exchange seen but not yet
+    #: applied: from ``exchange_at_ms`` on, reads come from meter ``exchange_to``.
+    identity: str | None = None
+    exchange_at_ms: int | None = None
+    exchange_to: str | None = None
 
 
 class SeriesProcessor:
     """Tracker + rules + grid for one series. See the module doc."""
 
-    __slots__ = ("_base", "_channel", "_check_interval", "_check_reading", "_factor", "_grid",
-                 "_held", "_held_flags", "_len_ms", "_len_td", "_length_s", "_meter",
-                 "_next_dt", "_next_ms", "_stage", "_tracker", "_unit", "config")
+    __slots__ = ("_base", "_channel", "_check_interval", "_check_reading", "_exchange_at",
+                 "_exchange_to", "_factor", "_grid", "_held", "_held_flags", "_identity",
+                 "_len_ms", "_len_td", "_length_s", "_meter", "_next_dt", "_next_ms", "_stage",
+                 "_tracker", "_unit", "config")
 
     def __init__(self, config: SeriesConfig, *, stage: ValidationStage | None = None) -> None:
         """``stage`` replaces the rules ``config`` asks for (``config.vee``)."""
@@ -183,6 +195,9 @@ class SeriesProcessor:
         self._factor = config.unit.factor
         self._held: Reading | None = None
         self._held_flags = 0
+        self._identity: str | None = None
+        self._exchange_at: int | None = None
+        self._exchange_to: str | None = None
         self._length_s = config.interval_s
         self._len_ms = config.interval_s * 1000
         self._len_td = timedelta(seconds=config.interval_s)
@@ -209,13 +224,17 @@ class SeriesProcessor:
         self._held = state.held
         self._held_flags = state.held_flags
         self._stage.restore(state.vee)
+        self._identity = state.identity
+        self._exchange_at, self._exchange_to = state.exchange_at_ms, state.exchange_to
         return self
 
     def snapshot(self) -> SeriesState:
         return SeriesState(meter_id=self._meter, channel=self._channel,
                            interval_s=self.config.interval_s, tracker=self._tracker.snapshot(),
                            grid=self._grid.snapshot(), held=self._held,
-                           held_flags=self._held_flags, vee=self._stage.snapshot())
+                           held_flags=self._held_flags,
+                           identity=self._identity, exchange_at_ms=self._exchange_at,
+                           exchange_to=self._exchange_to, vee=self._stage.snapshot())
 
     def feed(self, reading: Reading, now_ms: int) -> SeriesOutput:
         """Take one register read; ``now_ms`` is the gateway clock (epoch ms)."""
@@ -254,6 +273,10 @@ class SeriesProcessor:
             if value >= _INT64 or value <= -_INT64:
                 events.append(self._unusable(reading))
                 continue
+            exchange = None
+            if self._exchange_at is not None and at_ms >= self._exchange_at:
+                exchange = self._exchange(at_ms, value, events)
+                track = self._tracker.feed  # the new meter's tracker from here on
             meter_at = reading.meter_at if meter_time else None
             if meter_at is not None and meter_at.tzinfo is not None:
                 flags = check(at_ms, value, now_ms, (meter_at - _EPOCH) // _MS) | reading.flags
@@ -267,7 +290,11 @@ class SeriesProcessor:
                 continue
             outcome = track(at_ms, value)
             held_flags = self._held_flags  # before _events may take the held read's place
-            if outcome.notices:
+            if exchange is not None:  # the new meter's first read: its baseline is the swap
+                flags |= _EXCHANGE
+                events.append(SeriesEvent(kind=EventKind.EXCHANGE, reading=reading,
+                                          flags=flags, reason=exchange))
+            elif outcome.notices:
                 events.extend(self._events(outcome.notices, reading, flags))
             for point in outcome.points:
                 extra = flags if point.at_ms == at_ms else held_flags
@@ -310,6 +337,36 @@ class SeriesProcessor:
             events.append(SeriesEvent(kind=_KIND[notice.verdict], reading=about,
                                       flags=notice.flags | about_flags, reason=notice.reason))
         return events
+
+    def observe_identity(self, at_ms: int, identity: str) -> None:
+        """The meter's identity as read at ``at_ms``. A new one is a meter exchange: the
+        first read at or after ``at_ms`` starts a new baseline (see ``_exchange``)."""
+        if self._identity is None:
+            self._identity = identity
+        elif identity == self._identity:
+            self._exchange_at = self._exchange_to = None  # the same meter after all
+        elif identity != self._exchange_to:
+            self._exchange_at, self._exchange_to = at_ms, identity
+
+    def _exchange(self, at_ms: int, value: Decimal, events: list[SeriesEvent]) -> str:
+        """Apply a pending exchange before the new meter's first read: a fresh tracker,
+        so that read is a baseline with a break; the old meter's last read is its final
+        read; what was used between the two is unknown and not invented."""
+        old, new = self._identity, self._exchange_to
+        last = self._tracker.snapshot()
+        final = "none"
+        if last.last_at_ms is not None:
+            final = f"{last.last_value} at {_iso_ms(last.last_at_ms)}"
+        if self._held is not None:  # the old meter's held read will never be resolved
+            events.append(SeriesEvent(kind=EventKind.SUPERSEDED, reading=self._held,
+                                      flags=self._held_flags,
+                                      reason="held read of the old meter, before an exchange"))
+            self._held, self._held_flags = None, 0
+        self._tracker = RegisterTracker(self._tracker.config)
+        self._identity, self._exchange_at, self._exchange_to = new, None, None
+        return (f"meter exchange: serial {old} -> {new}; old meter's final read {final}, "
+                f"new meter's start read {value} at {_iso_ms(at_ms)}; the consumption "
+                "between the two is not known and not invented")
 
     def _unusable(self, reading: Reading) -> SeriesEvent:
         return SeriesEvent(kind=EventKind.OUT_OF_RANGE, reading=reading, flags=0,

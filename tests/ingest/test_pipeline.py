@@ -189,3 +189,35 @@ async def test_an_absurd_value_is_quarantined_and_other_channels_lose_nothing(
     side = await store.intervals("M1", other, T0, T0 + timedelta(hours=1))
     assert sum(iv.value for iv in side) == 4000  # 2000 -> 2004 kWh across the bad read
     await store.close()
+
+
+async def test_a_meter_exchange_in_poll_order_splits_the_series_at_the_swap(
+    tmp_path: Path,
+) -> None:
+    """Polls give the serial number beside the energy register; the swap falls inside
+    one batch. The old meter's reads end its intervals, the new one's start a baseline."""
+    from gateway.model import SERIAL_NUMBER
+
+    def poll(minutes: int, serial: str, kwh: str) -> list[Reading]:
+        at = T0 + timedelta(minutes=minutes)
+        return [Reading(meter_id="M1", channel=SERIAL_NUMBER, at=at, value=Decimal(serial),
+                        unit=Unit.COUNT, kind=Kind.IDENTITY),
+                Reading(meter_id="M1", channel=CH, at=at, value=Decimal(kwh), unit=Unit.KWH)]
+
+    polls = [poll(0, "1111", "5000"), poll(15, "1111", "5000.4"), poll(30, "1111", "5000.9"),
+             poll(45, "2222", "0.2"), poll(60, "2222", "0.6"), poll(75, "2222", "1.3")]
+    store, pipeline = await open_pipeline(tmp_path / "a.db")
+    result = await pipeline.feed([r for p in polls for r in p], source="poll", now=NOW)
+    assert result.quarantined == 0
+    got = await stored_values(store)
+    assert [(start - T0, value) for start, value, _ in got] == [
+        (timedelta(0), 400), (timedelta(minutes=15), 500),  # the old meter
+        (timedelta(minutes=45), 400), (timedelta(minutes=60), 700)]  # the new one
+    assert got[2][2] & Flag.METER_EXCHANGE
+    await store.close()
+    # The same polls fed one by one give the same store.
+    store, pipeline = await open_pipeline(tmp_path / "b.db")
+    for p in polls:
+        await pipeline.feed(p, source="poll", now=NOW)
+    assert await stored_values(store) == got
+    await store.close()

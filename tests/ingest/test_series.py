@@ -416,3 +416,43 @@ def test_feeding_a_batch_equals_feeding_read_by_read() -> None:
     assert list(together.intervals) == [iv for out in singles for iv in out.intervals]
     assert list(together.events) == [e for out in singles for e in out.events]
     assert batched.snapshot() == one_by_one.snapshot()
+
+
+def at_ms(minutes: float) -> int:
+    return int((T0 + timedelta(minutes=minutes)).timestamp() * 1000)
+
+
+def test_a_meter_exchange_with_a_lower_start_read_invents_nothing() -> None:
+    """The peers' pain: a new meter starts at 0.4 kWh after the old one read 5,000."""
+    proc = SeriesProcessor(CFG)
+    proc.observe_identity(at_ms(0), "OLD-1")
+    out = run(proc, [read(0, "5000"), read(15, "5000.5"), read(30, "5001")])
+    proc.observe_identity(at_ms(40), "NEW-2")  # seen at 00:40: the swap was before
+    after = run(proc, [read(45, "0.4"), read(60, "0.9"), read(75, "1.5")])
+    assert [(m, v) for m, v, _ in table(out)] == [(0, 500), (15, 500)]
+    assert [(m, v) for m, v, _ in table(after)] == [(45, 500), (60, 600)]
+    assert after.intervals[0].flags & Flag.METER_EXCHANGE
+    assert after.intervals[0].quality is Quality.VALID  # both boundaries measured by the new meter
+    [event] = [e for e in after.events if e.kind is EventKind.EXCHANGE]
+    assert "OLD-1 -> NEW-2" in event.reason and "final read 5001000" in event.reason
+    assert "start read 400" in event.reason and not event.quarantine
+    # [30, 45) spans the swap: not stored, never a negative or an invented value
+    assert all(v >= 0 for _, v, _ in table(after))
+
+
+def test_a_pending_exchange_survives_a_restart_and_a_flap_cancels_it() -> None:
+    proc = SeriesProcessor(CFG)
+    proc.observe_identity(at_ms(0), "A")
+    run(proc, [read(0, "10"), read(15, "11")])
+    proc.observe_identity(at_ms(20), "B")
+    state = msgspec.msgpack.decode(msgspec.msgpack.encode(proc.snapshot()), type=SeriesState)
+    again = SeriesProcessor.restore(CFG, state)
+    out = run(again, [read(30, "0.2"), read(45, "0.7")])
+    assert [e.kind for e in out.events] == [EventKind.EXCHANGE]
+    flap = SeriesProcessor(CFG)
+    flap.observe_identity(at_ms(0), "A")
+    run(flap, [read(0, "10")])
+    flap.observe_identity(at_ms(5), "B")
+    flap.observe_identity(at_ms(10), "A")  # a misread serial, corrected: no exchange
+    out = run(flap, [read(15, "10.5")])
+    assert [v for _, v, _ in table(out)] == [500] and not out.events
