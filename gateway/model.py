@@ -94,13 +94,15 @@ class Flag(enum.IntFlag):
     #: once at the meter's rating: whole turns of the register may be missing.
     AMBIGUOUS_WRAPS = 1 << 12
     #: Interval consumption far above the previous intervals' (consecutive-interval
-    #: tolerance) or above the configured demand limit.
+    #: tolerance).
     SPIKE = 1 << 13
     #: Zero consumption for at least the configured number of consecutive intervals.
     ZERO_RUN = 1 << 14
     #: The meter repeated a snapshot it had already given (same meter timestamp, or the
     #: same register value for longer than plausible): a frozen or stale register.
     FROZEN = 1 << 15
+    #: Interval consumption above the configured demand limit (W x interval length).
+    DEMAND_HIGH = 1 << 16
 
 
 _QUESTIONABLE = (
@@ -114,6 +116,7 @@ _QUESTIONABLE = (
     | Flag.SPIKE
     | Flag.ZERO_RUN
     | Flag.FROZEN
+    | Flag.DEMAND_HIGH
 )
 
 

@@ -130,13 +130,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(url: str, timeout_s: float = 20) -> dict[str, object]:
+def wait_for(url: str, timeout_s: float = 60,
+             proc: subprocess.Popen[str] | None = None) -> dict[str, object]:
+    """GET ``url`` until it answers 200; a process that exits first fails with its output."""
     import time
 
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while True:
+        if proc is not None and proc.poll() is not None:
+            _, err = proc.communicate()
+            raise AssertionError(f"exited {proc.returncode} before {url} answered:\n{err}")
         try:
             got = httpx.get(url, timeout=2)
             if got.status_code == 200:
@@ -159,7 +164,7 @@ def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        body = wait_for(f"http://127.0.0.1:{port}/api/v1/meters")
+        body = wait_for(f"http://127.0.0.1:{port}/api/v1/meters", proc=proc)
         meters = body["meters"]
         assert isinstance(meters, list)
         assert {m["meter_id"] for m in meters} == {"DEMO-1001", "DEMO-1002", "DEMO-1003",
@@ -167,8 +172,9 @@ def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
         checked = cli("check", "--config", tmp_path / "demo" / "gateway.toml")
         assert checked.returncode == 0, checked.stderr
     finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
 

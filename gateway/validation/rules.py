@@ -56,6 +56,7 @@ _FUTURE = int(Flag.FUTURE)
 _NEGATIVE_DELTA = int(Flag.NEGATIVE_DELTA)
 _OVER_MAX = int(Flag.OVER_MAX)
 _SPIKE = int(Flag.SPIKE)
+_DEMAND_HIGH = int(Flag.DEMAND_HIGH)
 _ZERO_RUN = int(Flag.ZERO_RUN)
 _FROZEN = int(Flag.FROZEN)
 
@@ -224,10 +225,10 @@ class DemandHighLimit:
     """Demand high limit: more energy in one interval than ``limit_w`` over its length.
 
     An interval of ``length_s`` seconds may hold ``limit_w × length_s / 3600`` Wh;
-    anything above fires ``Flag.SPIKE``. Compared multiplied out, in exact integers.
+    anything above fires ``Flag.DEMAND_HIGH``. Compared multiplied out, in exact integers.
     """
 
-    flag = Flag.SPIKE
+    flag = Flag.DEMAND_HIGH
 
     def __init__(self, limit_w: Decimal) -> None:
         _positive(limit_w, "demand_high_w", "give the highest plausible demand in W, "
@@ -236,7 +237,7 @@ class DemandHighLimit:
         self._num, self._den = Decimal(limit_w).as_integer_ratio()
 
     def check(self, start_ms: int, length_s: int, value: int, flags: int) -> int:
-        return _SPIKE if value * 3600 * self._den > self._num * length_s else 0
+        return _DEMAND_HIGH if value * 3600 * self._den > self._num * length_s else 0
 
 
 class Spike:

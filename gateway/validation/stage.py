@@ -42,7 +42,7 @@ class VeeConfig(msgspec.Struct, frozen=True, kw_only=True):
     Energies in base units (Wh for a kWh register), demand in W.
     """
 
-    #: Demand high limit: an interval above this many W × its length fires SPIKE.
+    #: Demand high limit: an interval above this many W × its length fires DEMAND_HIGH.
     demand_high_w: Decimal | None = None
     #: Spike: an interval above this factor × the mean of the previous ``spike_window``
     #: intervals (and above ``spike_floor_wh``) fires SPIKE.

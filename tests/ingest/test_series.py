@@ -274,7 +274,7 @@ def test_vee_rules_flag_intervals_and_keep_values() -> None:
     assert _flags_by_start(out) == [
         (0, 200, Flag.NONE), (15, 200, Flag.NONE), (30, 0, Flag.NONE), (45, 0, Flag.NONE),
         (60, 0, Flag.ZERO_RUN), (75, 0, Flag.ZERO_RUN), (90, 900, Flag.SPIKE),
-        (105, 1600, Flag.SPIKE), (120, 200, Flag.NONE)]
+        (105, 1600, Flag.SPIKE | Flag.DEMAND_HIGH), (120, 200, Flag.NONE)]
     assert {iv.quality for iv in out.intervals if iv.flags} == {Quality.QUESTIONABLE}
     plain = run(SeriesProcessor(CFG), VEE_READS)
     assert [iv.value for iv in out.intervals] == [iv.value for iv in plain.intervals]

@@ -36,6 +36,7 @@ def judge(rule: IntervalRule, values: Sequence[int], *, length_s: int = 900,
 
 
 S = int(Flag.SPIKE)
+D = int(Flag.DEMAND_HIGH)
 Z = int(Flag.ZERO_RUN)
 
 
@@ -45,11 +46,11 @@ Z = int(Flag.ZERO_RUN)
 @pytest.mark.parametrize(("limit_w", "length_s", "value", "fired"), [
     (Decimal(4000), 900, 999, 0),
     (Decimal(4000), 900, 1000, 0),  # exactly at the limit
-    (Decimal(4000), 900, 1001, S),
+    (Decimal(4000), 900, 1001, D),
     (Decimal(4000), 3600, 4000, 0),
-    (Decimal(4000), 3600, 4001, S),
+    (Decimal(4000), 3600, 4001, D),
     (Decimal("4000.5"), 3600, 4000, 0),  # 4000.5 Wh allowed: fractional limits are exact
-    (Decimal("4000.5"), 3600, 4001, S),
+    (Decimal("4000.5"), 3600, 4001, D),
     (Decimal(1), 900, 0, 0),
 ])
 def test_demand_high_limit(limit_w: Decimal, length_s: int, value: int, fired: int) -> None:
@@ -153,7 +154,9 @@ def test_rule_state_survives_a_restart(cut: int) -> None:
 
     whole = ValidationStage.from_config(vee)
     expected = [step(whole, i) for i in range(len(values))]
-    assert expected == [(0, 0), (0, 0), (F, S), (0, 0), (0, Z), (F, Z), (F, S), (0, S), (0, 0)]
+    # 2500 Wh in a quarter-hour is 10 kW: above the 8 kW demand limit and a spike too.
+    assert expected == [(0, 0), (0, 0), (F, S), (0, 0), (0, Z), (F, Z), (F, S), (0, S | D),
+                        (0, 0)]
     first = ValidationStage.from_config(vee)
     got = [step(first, i) for i in range(cut)]
     second = ValidationStage.from_config(vee, state=_roundtrip(first.snapshot()))
@@ -191,13 +194,14 @@ def test_every_rule_on() -> None:
     assert stage.uses_meter_at
     # The flag names are the audit vocabulary: which rules a value's flags point to.
     assert stage.fired(Flag.ZERO_RUN | Flag.FROZEN) == ["FrozenRegister", "ZeroRun"]
-    assert stage.fired(Flag.SPIKE) == ["DemandHighLimit", "Spike"]
+    assert stage.fired(Flag.SPIKE) == ["Spike"]
+    assert stage.fired(Flag.DEMAND_HIGH) == ["DemandHighLimit"]
     stateful = [r for r in (*stage.reading_rules, *stage.interval_rules)
                 if isinstance(r, StatefulRule)]
     assert [type(r) for r in stateful] == [FrozenRegister, Spike, ZeroRun]
 
 
-@pytest.mark.parametrize("flag", [Flag.SPIKE, Flag.ZERO_RUN, Flag.FROZEN])
+@pytest.mark.parametrize("flag", [Flag.SPIKE, Flag.DEMAND_HIGH, Flag.ZERO_RUN, Flag.FROZEN])
 def test_fired_rules_make_a_value_questionable(flag: Flag) -> None:
     assert quality_of(int(flag) | int(Flag.INTERPOLATED)) is Quality.QUESTIONABLE
 
@@ -232,4 +236,4 @@ def test_rules_satisfy_their_protocols() -> None:
     reading: list[ReadingRule] = [FrozenRegister()]
     interval: list[IntervalRule] = [DemandHighLimit(Decimal(1)), Spike(Decimal(2)), ZeroRun(3)]
     assert [r.flag for r in (*reading, *interval)] == [
-        Flag.FROZEN, Flag.SPIKE, Flag.SPIKE, Flag.ZERO_RUN]
+        Flag.FROZEN, Flag.DEMAND_HIGH, Flag.SPIKE, Flag.ZERO_RUN]
