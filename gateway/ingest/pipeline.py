@@ -15,9 +15,15 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from gateway.errors import ConfigError
-from gateway.ingest.series import SeriesConfig, SeriesEvent, SeriesProcessor, SeriesState
+from gateway.ingest.series import (
+    EventKind,
+    SeriesConfig,
+    SeriesEvent,
+    SeriesProcessor,
+    SeriesState,
+)
 from gateway.model import IntervalReading, Kind, Reading
-from gateway.store import QuarantineItem, SeriesInfo, Store, WriteResult
+from gateway.store import QuarantineItem, SeriesEventRecord, SeriesInfo, Store, WriteResult
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_state = msgspec.msgpack.Decoder(SeriesState).decode
@@ -148,6 +154,7 @@ class Pipeline:
         before: dict[tuple[str, str], SeriesState] = {}
         intervals: list[IntervalReading] = []
         quarantine: list[QuarantineItem] = []
+        notes: list[SeriesEventRecord] = []
         skipped = 0
         # Series are independent: each one's reads are fed in order, series after series,
         # so the loop per read is short and the store gets each series' rows together.
@@ -189,16 +196,18 @@ class Pipeline:
                 intervals.extend(out.intervals)
                 if out.events:
                     quarantine.extend(_quarantined(out.events, source, now_ms))
+                    notes.extend(_noted(out.events, source))
             cursors = {key: _encode(proc.snapshot()) for key, proc in touched.items()}
         except BaseException:
             self._rewind(before)  # nothing of a half-processed batch stays applied
             raise
         return _Step(readings=len(readings), intervals=intervals, cursors=cursors,
-                     quarantine=quarantine, before=before, skipped=skipped)
+                     quarantine=quarantine, notes=notes, before=before, skipped=skipped)
 
     async def _commit(self, step: _Step) -> WriteResult:
         return await self._store.write_intervals(
-            step.intervals, cursors=step.cursors, quarantine=step.quarantine
+            step.intervals, cursors=step.cursors, quarantine=step.quarantine,
+            events=step.notes
         )
 
     def _rewind(self, before: dict[tuple[str, str], SeriesState]) -> None:
@@ -213,6 +222,7 @@ class _Step(msgspec.Struct, frozen=True, kw_only=True):
     intervals: list[IntervalReading]
     cursors: dict[tuple[str, str], bytes]
     quarantine: list[QuarantineItem]
+    notes: list[SeriesEventRecord]
     before: dict[tuple[str, str], SeriesState]
     skipped: int
 
@@ -230,6 +240,20 @@ async def _committed(commit: asyncio.Future[WriteResult]) -> bool:
         except asyncio.CancelledError:
             continue  # the store's thread finishes the transaction regardless
     return not commit.cancelled() and commit.exception() is None
+
+
+#: Events kept in the audit although their read was used: what changes how a series
+#: continues. (Rollovers are in the intervals' flags; held reads end as one of these.)
+_NOTED = frozenset({EventKind.EXCHANGE, EventKind.RESET, EventKind.AMBIGUOUS})
+
+
+def _noted(events: Sequence[SeriesEvent], source: str) -> list[SeriesEventRecord]:
+    return [
+        SeriesEventRecord(at=event.reading.at, kind=str(event.kind),
+                          meter_id=event.reading.meter_id, channel=event.reading.channel,
+                          payload=f"{source}: {_describe(event.reading)}", reason=event.reason)
+        for event in events if event.kind in _NOTED
+    ]
 
 
 def _quarantined(events: Sequence[SeriesEvent], source: str,

@@ -39,6 +39,17 @@ class QuarantineItem(msgspec.Struct, frozen=True, kw_only=True):
     channel: str = ""
 
 
+class SeriesEventRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """Something the audit keeps about a series: a meter exchange, a reset, ambiguous wraps."""
+
+    at: datetime
+    kind: str
+    meter_id: str
+    channel: str
+    payload: str
+    reason: str
+
+
 #: A series' processing state (opaque bytes), keyed by (meter_id, channel).
 Cursors = Mapping[tuple[str, str], bytes]
 
@@ -80,10 +91,11 @@ class Store(Protocol):
         *,
         cursors: Cursors | None = None,
         quarantine: Sequence[QuarantineItem] = (),
+        events: Sequence[SeriesEventRecord] = (),
     ) -> WriteResult:
-        """Store intervals, keep the daily rollups current, save the series cursors and
-        the quarantined items: all in one transaction, so the data and the state that
-        produced it never disagree after a crash."""
+        """Store intervals, keep the daily rollups current, save the series cursors, the
+        quarantined items and the audit events: all in one transaction, so the data and
+        the state that produced it never disagree after a crash."""
 
     async def cursors(self) -> dict[tuple[str, str], bytes]:
         """The cursors saved by the last writes, to resume series processing."""
@@ -100,6 +112,9 @@ class Store(Protocol):
         """An operator's correction (ESPI code 7): the value as first derived stays in
         ``raw``, the replaced version in the history, and who, when and why in the audit.
         Later writes from the pipeline do not overwrite an edited interval."""
+
+    async def events(self, meter_id: str) -> list[SeriesEventRecord]:
+        """The audit events of a meter's series, oldest first."""
 
     async def edits(self, meter_id: str, channel: str) -> list[EditRecord]:
         """The audit trail of a series' corrections, oldest first."""

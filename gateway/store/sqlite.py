@@ -32,7 +32,14 @@ import msgspec
 
 from gateway.errors import ConfigError, DataError, SinkError
 from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
-from gateway.store import Cursors, EditRecord, QuarantineItem, SeriesInfo, WriteResult
+from gateway.store import (
+    Cursors,
+    EditRecord,
+    QuarantineItem,
+    SeriesEventRecord,
+    SeriesInfo,
+    WriteResult,
+)
 
 SCHEMA_VERSION = 1
 #: Page cache per connection, in KiB (SQLite takes a negative number as KiB).
@@ -93,6 +100,16 @@ CREATE TABLE IF NOT EXISTS quarantine (
     payload TEXT NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS event (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    meter_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_meter ON event (meter_id, id);
 CREATE TABLE IF NOT EXISTS edit (
     id INTEGER PRIMARY KEY,
     series INTEGER NOT NULL,
@@ -410,6 +427,18 @@ class SqliteStore:
                                length_s=s.length, value=v, unit=s.info.unit, quality=Quality(q),
                                flags=f, raw=r)
 
+    async def events(self, meter_id: str) -> list[SeriesEventRecord]:
+        def q(conn: sqlite3.Connection) -> list[SeriesEventRecord]:
+            return [
+                SeriesEventRecord(at=datetime.fromtimestamp(at / 1000, UTC), kind=k,
+                                  meter_id=m, channel=c, payload=p, reason=r)
+                for at, k, m, c, p, r in conn.execute(
+                    "SELECT at, kind, meter_id, channel, payload, reason FROM event "
+                    "WHERE meter_id = ? ORDER BY id", (meter_id,))
+            ]
+
+        return await self._read(q)
+
     async def edits(self, meter_id: str, channel: str) -> list[EditRecord]:
         s = self._by_key.get((meter_id, channel))
         if s is None:
@@ -460,15 +489,17 @@ class SqliteStore:
         *,
         cursors: Cursors | None = None,
         quarantine: Sequence[QuarantineItem] = (),
+        events: Sequence[SeriesEventRecord] = (),
     ) -> WriteResult:
-        if not batch and not cursors and not quarantine:
+        if not batch and not cursors and not quarantine and not events:
             return WriteResult()
         grouped = self._rows(batch)
         states = [(self._known(m, c).id, state) for (m, c), state in (cursors or {}).items()]
         held = [
             (_ms(q.at), q.source, q.meter_id, q.channel, q.payload, q.reason) for q in quarantine
         ]
-        return await self._write(lambda c: _write(c, grouped, states, held))
+        notes = [(_ms(e.at), e.kind, e.meter_id, e.channel, e.payload, e.reason) for e in events]
+        return await self._write(lambda c: _write(c, grouped, states, held, notes))
 
     async def intervals(
         self, meter_id: str, channel: str, start: datetime, end: datetime
@@ -575,6 +606,7 @@ def _write(
     grouped: dict[_Series, list[_Row]],
     states: list[tuple[int, bytes]],
     held: list[tuple[int, str, str, str, str, str]],
+    notes: list[tuple[int, str, str, str, str, str]],
 ) -> WriteResult:
     """One transaction: insert new intervals, replace changed ones (keeping the old
     version in interval_history), recompute the rollup of every touched day, save the
@@ -607,6 +639,8 @@ def _write(
         _insert_many(conn, "INSERT OR REPLACE INTO cursor VALUES ", states, 2)
         _insert_many(conn, "INSERT INTO quarantine (at, source, meter_id, channel, payload, "
                            "reason) VALUES ", held, 6)
+        _insert_many(conn, "INSERT INTO event (at, kind, meter_id, channel, payload, reason) "
+                           "VALUES ", notes, 6)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

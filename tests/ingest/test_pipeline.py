@@ -214,6 +214,9 @@ async def test_a_meter_exchange_in_poll_order_splits_the_series_at_the_swap(
         (timedelta(0), 400), (timedelta(minutes=15), 500),  # the old meter
         (timedelta(minutes=45), 400), (timedelta(minutes=60), 700)]  # the new one
     assert got[2][2] & Flag.METER_EXCHANGE
+    [event] = await store.events("M1")
+    assert (event.kind, event.channel, event.at) == ("exchange", CH, T0 + timedelta(minutes=45))
+    assert "1111 -> 2222" in event.reason and "final read 5000900" in event.reason
     await store.close()
     # The same polls fed one by one give the same store.
     store, pipeline = await open_pipeline(tmp_path / "b.db")
