@@ -27,6 +27,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gateway.clock import Clock
 from gateway.drivers.modbus.decode import decode, encode
+from gateway.model import SERIAL_NUMBER
 from gateway.profiles import DeviceProfile, Table
 from gateway.sim.load import Instant, Load, LoadShape, MeterModel
 
@@ -51,12 +52,15 @@ class MeterSpec:
     shape: LoadShape = field(default_factory=LoadShape)
     #: 0 picks a free port.
     port: int = 0
+    #: The serial number the meter reports (its identity point, if the profile has one).
+    serial: int = 0
 
 
-def _quantities(energy_wh: int, now: Instant) -> dict[str, Decimal]:
-    """Channel -> value in the base unit (W, Wh, V, A, Hz, PF)."""
+def _quantities(energy_wh: int, now: Instant, serial: int = 0) -> dict[str, Decimal]:
+    """Channel -> value in the base unit (W, Wh, V, A, Hz, PF; the serial number)."""
     energy = Decimal(energy_wh)
     values = {
+        SERIAL_NUMBER: Decimal(serial),
         "1.0.1.8.0.255": energy,
         "1.0.2.8.0.255": Decimal(0),
         "1.0.15.8.0.255": energy,
@@ -86,6 +90,8 @@ class SimulatedMeter:
         phases = 3 if _THREE_PHASE & {p.channel for p in spec.profile.points} else 1
         self.model = MeterModel(Load(spec.shape, spec.seed), spec.epoch or clock.now(),
                                 start_energy_wh=spec.start_energy_wh, phases=phases)
+        self._phases = phases
+        self.serial = spec.serial
         self._points = {p.channel: p for p in spec.profile.points}
         self._fail_code: int | None = None
         self._awake = asyncio.Event()
@@ -113,7 +119,7 @@ class SimulatedMeter:
     def true_value(self, channel: str, at: datetime) -> Decimal:
         """The exact value a point stands for at ``at``, in its unit, wrapped if it rolls over."""
         point = self._points[channel]
-        base = _quantities(self.model.true_energy_wh(at), self.model.instant(at))
+        base = _quantities(self.model.true_energy_wh(at), self.model.instant(at), self.serial)
         value = base.get(channel, Decimal(0)) / point.unit.factor
         modulus = point.rollover_modulus
         return value % modulus if modulus is not None else value
@@ -125,7 +131,7 @@ class SimulatedMeter:
 
     def registers(self, table: Table, at: datetime) -> dict[int, int]:
         """Address -> register word of every mapped register of ``table`` at ``at``."""
-        base = _quantities(self.model.true_energy_wh(at), self.model.instant(at))
+        base = _quantities(self.model.true_energy_wh(at), self.model.instant(at), self.serial)
         words: dict[int, int] = {}
         for point in self.spec.profile.points:
             if point.table != table:
@@ -137,6 +143,13 @@ class SimulatedMeter:
             for index, word in enumerate(encode(point, value)):
                 words[point.address + index] = word
         return words
+
+    def exchange(self, *, serial: int, start_energy_wh: int, at: datetime) -> None:
+        """An installer swaps the meter at ``at``: a new serial number and a new register
+        starting at ``start_energy_wh``, on the same household's load."""
+        self.serial = serial
+        self.model = MeterModel(Load(self.spec.shape, self.spec.seed), at,
+                                start_energy_wh=start_energy_wh, phases=self._phases)
 
     def fail_with(self, code: int | None) -> None:
         """Answer every request with Modbus exception ``code`` (6: busy); None to stop."""

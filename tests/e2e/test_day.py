@@ -28,12 +28,13 @@ TZ = ZoneInfo("America/Chicago")
 DAY_START = datetime(2026, 11, 1, tzinfo=TZ).astimezone(UTC)  # 25 hours long
 DAY_END = datetime(2026, 11, 2, tzinfo=TZ).astimezone(UTC)
 PULSE16 = Path(__file__).resolve().parent.parent / "data" / "devices" / "pulse16.toml"
+WITH_SERIAL = PULSE16.with_name("counter_serial.toml")
 
 
 def write_config(tmp_path: Path, meters: list[SimulatedMeter]) -> Path:
     devices = tmp_path / "devices"
     devices.mkdir()
-    for src in [*DEFAULT_PROFILES_DIR.glob("*.toml"), PULSE16]:
+    for src in [*DEFAULT_PROFILES_DIR.glob("*.toml"), PULSE16, WITH_SERIAL]:
         (devices / src.name).write_text(src.read_text())
     lines = ["[gateway]", 'data_dir = "data"', 'timezone = "America/Chicago"',
              'profiles_dir = "devices"', "[store]", 'synchronous = "NORMAL"',
@@ -193,4 +194,50 @@ async def test_a_poller_outlives_a_defect(tmp_path: Path) -> None:
         assert any(e["event"] == "poll failed unexpectedly" and e.get("exc_info") for e in logs)
         assert any(e["event"] == "device recovered" for e in logs)
         assert poller.stats.failed_polls == 1 and poller.stats.readings > 0
+        await store.close()
+
+
+async def test_a_meter_exchange_over_modbus_splits_the_day_at_the_swap(tmp_path: Path) -> None:
+    """An installer swaps the meter at 10:07; the new one starts near zero. The gateway
+    reads the serial number beside the register: the day keeps the old meter's
+    consumption up to its last read and the new one's from its first, nothing between."""
+    start = DAY_START + timedelta(hours=8)
+    clock = ManualClock(start)
+    spec = MeterSpec(meter_id="SWAP-1", profile=load_profile(WITH_SERIAL), seed=9,
+                     start_energy_wh=7_654_321, serial=10_001)
+    async with serve_meters([spec], clock) as meters:
+        [meter] = meters
+        cfg = load_config(write_config(tmp_path, meters))
+        [plan] = assemble(cfg).meters
+        store = SqliteStore(cfg.store_path, synchronous="NORMAL")
+        await store.open()
+        pipeline = await Pipeline.open(store, assemble(cfg).series())
+        poller = Poller(meter_id="SWAP-1", timezone="America/Chicago", protocol="modbus_tcp",
+                        profile=plan.profile.name, driver=build_driver(plan, clock),
+                        pipeline=pipeline, store=store, clock=clock, interval_s=900,
+                        transitions=log.Transitions(log.get("test")))
+        swap = start + timedelta(hours=2, minutes=7)
+        old_first = meter.true_energy_wh(start)
+        old_last = meter.true_energy_wh(start + timedelta(hours=2))  # its 10:00 read
+        new_first = 0
+        for i in range(17):  # 08:00 .. 12:00, every quarter-hour
+            at = start + timedelta(minutes=15 * i)
+            if at > swap and meter.serial == 10_001:
+                meter.exchange(serial=20_002, start_energy_wh=3, at=swap)
+                new_first = meter.true_energy_wh(at)  # its first read, 10:15
+            clock.set(at)
+            assert await poller.poll_once()
+        await poller._driver.close()
+        ivs = await store.intervals("SWAP-1", CH, start, start + timedelta(hours=4))
+        assert all(iv.value >= 0 for iv in ivs)
+        by_start = {iv.start: iv for iv in ivs}
+        ten = start + timedelta(hours=2)
+        assert ten not in by_start  # 10:00-10:15 spans the swap: not known, not invented
+        assert by_start[ten + timedelta(minutes=15)].flags & Flag.METER_EXCHANGE
+        before = sum(iv.value for iv in ivs if iv.start < ten)
+        after = sum(iv.value for iv in ivs if iv.start > ten)
+        assert before == old_last - old_first  # the old meter, to its last read
+        assert after == meter.true_energy_wh(start + timedelta(hours=4)) - new_first
+        [event] = await store.events("SWAP-1")
+        assert event.kind == "exchange" and "10001 -> 20002" in event.reason
         await store.close()
