@@ -256,19 +256,38 @@ def audit(
     config: ConfigOpt,
     meter: Annotated[str, typer.Option("--meter", help="meter_id")],
     channel: Annotated[str, typer.Option("--channel")] = "1.0.1.8.0.255",
+    events: Annotated[bool, typer.Option(
+        "--events", help="The series' events instead: exchanges, resets, ambiguous wraps")]
+    = False,
 ) -> None:
     """The audit trail of a meter's corrections: who, when, why, from what to what (CSV)."""
     import csv
 
     cfg = _config(config)
-    trail = _run(_audit(cfg, meter, channel))
     out = csv.writer(sys.stdout, lineterminator="\n")
+    if events:
+        out.writerow(["at", "kind", "meter_id", "channel", "reason", "read"])
+        for e in _run(_events(cfg, meter)):
+            out.writerow([e.at.isoformat(), e.kind, e.meter_id, e.channel, e.reason, e.payload])
+        return
+    trail = _run(_audit(cfg, meter, channel))
     out.writerow(["meter_id", "channel", "start", "old_value", "new_value", "operator",
                   "reason", "at"])
     for e in trail:
         out.writerow([e.meter_id, e.channel, e.start.isoformat(),
                       "" if e.old_value is None else e.old_value, e.new_value, e.operator,
                       e.reason, e.at.isoformat()])
+
+
+async def _events(cfg: LoadedConfig, meter: str) -> list[Any]:
+    from gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(cfg.store_path)
+    await store.open()
+    try:
+        return list(await store.events(meter))
+    finally:
+        await store.close()
 
 
 async def _audit(cfg: LoadedConfig, meter: str, channel: str) -> list[Any]:

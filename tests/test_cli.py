@@ -121,6 +121,20 @@ def test_import_keeps_good_rows_and_reports_bad_ones_then_export(tmp_path: Path)
                 "--value", "1", "--reason", "x")
     assert naive.returncode == 2 and "no UTC offset" in naive.stderr
 
+    # A meter exchange typed in from the installer's sheet: old serial, then the new one.
+    swap = tmp_path / "swap.csv"
+    swap.write_text("meter_id,channel,at,value\n"
+                    "M1,0.0.96.1.0.255,2026-03-09T00:00:00-05:00,4410001\n"
+                    "M1,0.0.96.1.0.255,2026-03-09T08:00:00-05:00,4410002\n"
+                    "M1,1.0.1.8.0.255,2026-03-09T08:00:00-05:00,0.50\n"
+                    "M1,1.0.1.8.0.255,2026-03-09T08:15:00-05:00,0.75\n")
+    done = cli("import", "--config", cfg, swap)
+    assert done.returncode == 0, done.stderr
+    events = cli("audit", "--config", cfg, "--meter", "M1", "--events").stdout.splitlines()
+    assert events[0] == "at,kind,meter_id,channel,reason,read"
+    assert events[1].startswith("2026-03-09T13:00:00+00:00,exchange,M1,1.0.1.8.0.255,"
+                                '"meter exchange: serial 4410001 -> 4410002')
+
 
 def free_port() -> int:
     import socket
