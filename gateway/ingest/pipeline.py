@@ -174,7 +174,10 @@ class Pipeline:
             # A meter's identity first: an exchange applies from its instant on, to the
             # reads of every series of that meter, whatever their order in the batch.
             for reading in identities:
-                for key in self._by_meter.get(reading.meter_id, ()):
+                if reading.meter_id not in self._by_meter:
+                    skipped += 1  # a meter the gateway stores nothing for
+                    continue
+                for key in self._by_meter[reading.meter_id]:
                     series = procs[key]
                     if key not in touched:
                         touched[key] = series
