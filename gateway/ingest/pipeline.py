@@ -9,7 +9,7 @@ all and can be fed again. Nothing is half-applied, nothing counted twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -170,19 +170,27 @@ class Pipeline:
                 groups[key] = [reading]
             else:
                 group.append(reading)
+        # A meter's identity readings, in time order: each series of the meter is fed in
+        # segments split at their instants, so every exchange falls between the reads it
+        # separates, however many a batch holds.
+        seen: dict[str, list[tuple[int, str]]] = {}
+        for reading in identities:
+            if reading.meter_id in self._by_meter:
+                seen.setdefault(reading.meter_id, []).append(
+                    ((reading.at - _EPOCH) // _MS, _identity(reading)))
+            else:
+                skipped += 1  # a meter the gateway stores nothing for
+        for marks in seen.values():
+            marks.sort(key=lambda mark: mark[0])
         try:
-            # A meter's identity first: an exchange applies from its instant on, to the
-            # reads of every series of that meter, whatever their order in the batch.
-            for reading in identities:
-                if reading.meter_id not in self._by_meter:
-                    skipped += 1  # a meter the gateway stores nothing for
-                    continue
-                for key in self._by_meter[reading.meter_id]:
-                    series = procs[key]
-                    if key not in touched:
-                        touched[key] = series
-                        before[key] = series.snapshot()
-                    series.observe_identity((reading.at - _EPOCH) // _MS, _identity(reading))
+            for meter, marks in seen.items():  # series of the meter with no reads here
+                for key in self._by_meter[meter]:
+                    if key not in groups:
+                        series = procs[key]
+                        touched.setdefault(key, series)
+                        before.setdefault(key, series.snapshot())
+                        for at_ms, identity in marks:
+                            series.observe_identity(at_ms, identity)
             for key, group in groups.items():
                 proc = procs.get(key)
                 if proc is None:
@@ -195,11 +203,12 @@ class Pipeline:
                 if key not in touched:
                     touched[key] = proc
                     before[key] = proc.snapshot()
-                out = proc.feed_many(group, now_ms)
-                intervals.extend(out.intervals)
-                if out.events:
-                    quarantine.extend(_quarantined(out.events, source, now_ms))
-                    notes.extend(_noted(out.events, source))
+                for segment in _segments(proc, group, seen.get(key[0], ())):
+                    out = proc.feed_many(segment, now_ms)
+                    intervals.extend(out.intervals)
+                    if out.events:
+                        quarantine.extend(_quarantined(out.events, source, now_ms))
+                        notes.extend(_noted(out.events, source))
             cursors = {key: _encode(proc.snapshot()) for key, proc in touched.items()}
         except BaseException:
             self._rewind(before)  # nothing of a half-processed batch stays applied
@@ -272,6 +281,26 @@ def _quarantined(events: Sequence[SeriesEvent], source: str,
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+
+
+def _segments(proc: SeriesProcessor, group: list[Reading],
+              marks: Sequence[tuple[int, str]]) -> Iterator[list[Reading]]:
+    """The group's reads split at each identity mark, the mark given to ``proc`` before
+    the reads at or after its instant. Without marks: the whole group, no copy."""
+    if not marks:
+        yield group
+        return
+    i = 0
+    for at_ms, identity in marks:
+        j = i
+        while j < len(group) and (group[j].at - _EPOCH) // _MS < at_ms:
+            j += 1
+        if j > i:
+            yield group[i:j]
+        proc.observe_identity(at_ms, identity)
+        i = j
+    if i < len(group):
+        yield group[i:]
 
 
 def _identity(reading: Reading) -> str:

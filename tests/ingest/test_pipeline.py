@@ -224,3 +224,33 @@ async def test_a_meter_exchange_in_poll_order_splits_the_series_at_the_swap(
         await pipeline.feed(p, source="poll", now=NOW)
     assert await stored_values(store) == got
     await store.close()
+
+
+async def test_two_exchanges_in_one_batch_each_fall_between_their_reads(
+    tmp_path: Path,
+) -> None:
+    from gateway.model import SERIAL_NUMBER
+
+    def poll(minutes: int, serial: str, kwh: str) -> list[Reading]:
+        at = T0 + timedelta(minutes=minutes)
+        return [Reading(meter_id="M1", channel=SERIAL_NUMBER, at=at, value=Decimal(serial),
+                        unit=Unit.COUNT, kind=Kind.IDENTITY),
+                Reading(meter_id="M1", channel=CH, at=at, value=Decimal(kwh), unit=Unit.KWH)]
+
+    polls = [poll(0, "1", "5000"), poll(15, "1", "5000.4"),
+             poll(30, "2", "0.1"), poll(45, "2", "0.6"),
+             poll(60, "3", "7.0"), poll(75, "3", "7.2")]
+    store, pipeline = await open_pipeline(tmp_path / "a.db")
+    await pipeline.feed([r for p in polls for r in p], source="import", now=NOW)
+    got = await stored_values(store)
+    assert [(start - T0, value) for start, value, _ in got] == [
+        (timedelta(0), 400), (timedelta(minutes=30), 500), (timedelta(minutes=60), 200)]
+    kinds = [(e.kind, e.reason.split(";")[0]) for e in await store.events("M1")]
+    assert kinds == [("exchange", "meter exchange: serial 1 -> 2"),
+                     ("exchange", "meter exchange: serial 2 -> 3")]
+    await store.close()
+    store, pipeline = await open_pipeline(tmp_path / "b.db")
+    for p in polls:
+        await pipeline.feed(p, source="poll", now=NOW)
+    assert await stored_values(store) == got
+    await store.close()
