@@ -160,8 +160,9 @@ class Pipeline:
         # so the loop per read is short and the store gets each series' rows together.
         groups: dict[tuple[str, str], list[Reading]] = {}
         identities: list[Reading] = []
+        identity_kind = Kind.IDENTITY
         for reading in readings:
-            if reading.kind is Kind.IDENTITY:
+            if reading.kind is identity_kind:
                 identities.append(reading)
                 continue
             key = (reading.meter_id, reading.channel)

@@ -251,6 +251,8 @@ class SeriesProcessor:
         track, grid, check = self._tracker.feed, self._grid.feed, self._check_reading
         interval = self._interval
         meter_time = self._stage.uses_meter_at
+        # Only observe_identity (between calls) sets an exchange; here it is only applied.
+        pending = self._exchange_at
         for reading in readings:
             at = reading.at
             unit = reading.unit
@@ -274,9 +276,10 @@ class SeriesProcessor:
                 events.append(self._unusable(reading))
                 continue
             exchange = None
-            if self._exchange_at is not None and at_ms >= self._exchange_at:
+            if pending is not None and at_ms >= pending:
                 exchange = self._exchange(at_ms, value, events)
                 track = self._tracker.feed  # the new meter's tracker from here on
+                pending = None
             meter_at = reading.meter_at if meter_time else None
             if meter_at is not None and meter_at.tzinfo is not None:
                 flags = check(at_ms, value, now_ms, (meter_at - _EPOCH) // _MS) | reading.flags
