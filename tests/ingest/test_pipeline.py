@@ -12,7 +12,7 @@ import pytest
 from gateway.errors import SinkError
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.series import SeriesConfig
-from gateway.model import Flag, Kind, Reading, Unit
+from gateway.model import SERIAL_NUMBER, Flag, Kind, Reading, Unit
 from gateway.store.sqlite import SqliteStore
 
 CH = "1.0.1.8.0.255"
@@ -47,6 +47,14 @@ async def open_pipeline(path: Path) -> tuple[SqliteStore, Pipeline]:
 async def stored_values(store: SqliteStore) -> list[tuple[datetime, int, int]]:
     got = await store.intervals("M1", CH, T0 - timedelta(days=1), T0 + timedelta(days=2))
     return [(iv.start, iv.value, iv.flags) for iv in got]
+
+
+def poll(minutes: int, serial: str, kwh: str) -> list[Reading]:
+    """One poll of a meter that reports its serial number beside its energy register."""
+    at = T0 + timedelta(minutes=minutes)
+    return [Reading(meter_id="M1", channel=SERIAL_NUMBER, at=at, value=Decimal(serial),
+                    unit=Unit.COUNT, kind=Kind.IDENTITY),
+            Reading(meter_id="M1", channel=CH, at=at, value=Decimal(kwh), unit=Unit.KWH)]
 
 
 async def uninterrupted(path: Path, data: list[Reading]) -> list[tuple[datetime, int, int]]:
@@ -196,14 +204,6 @@ async def test_a_meter_exchange_in_poll_order_splits_the_series_at_the_swap(
 ) -> None:
     """Polls give the serial number beside the energy register; the swap falls inside
     one batch. The old meter's reads end its intervals, the new one's start a baseline."""
-    from gateway.model import SERIAL_NUMBER
-
-    def poll(minutes: int, serial: str, kwh: str) -> list[Reading]:
-        at = T0 + timedelta(minutes=minutes)
-        return [Reading(meter_id="M1", channel=SERIAL_NUMBER, at=at, value=Decimal(serial),
-                        unit=Unit.COUNT, kind=Kind.IDENTITY),
-                Reading(meter_id="M1", channel=CH, at=at, value=Decimal(kwh), unit=Unit.KWH)]
-
     polls = [poll(0, "1111", "5000"), poll(15, "1111", "5000.4"), poll(30, "1111", "5000.9"),
              poll(45, "2222", "0.2"), poll(60, "2222", "0.6"), poll(75, "2222", "1.3")]
     store, pipeline = await open_pipeline(tmp_path / "a.db")
@@ -229,14 +229,6 @@ async def test_a_meter_exchange_in_poll_order_splits_the_series_at_the_swap(
 async def test_two_exchanges_in_one_batch_each_fall_between_their_reads(
     tmp_path: Path,
 ) -> None:
-    from gateway.model import SERIAL_NUMBER
-
-    def poll(minutes: int, serial: str, kwh: str) -> list[Reading]:
-        at = T0 + timedelta(minutes=minutes)
-        return [Reading(meter_id="M1", channel=SERIAL_NUMBER, at=at, value=Decimal(serial),
-                        unit=Unit.COUNT, kind=Kind.IDENTITY),
-                Reading(meter_id="M1", channel=CH, at=at, value=Decimal(kwh), unit=Unit.KWH)]
-
     polls = [poll(0, "1", "5000"), poll(15, "1", "5000.4"),
              poll(30, "2", "0.1"), poll(45, "2", "0.6"),
              poll(60, "3", "7.0"), poll(75, "3", "7.2")]
