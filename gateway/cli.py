@@ -323,6 +323,12 @@ def demo(
 
 
 def main() -> None:
+    import faulthandler
+    import signal
+
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck gateway waits on.
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     app()
 
 

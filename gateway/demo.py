@@ -2,10 +2,12 @@
 
 Everything is real but the meters: they are Modbus TCP servers on loopback whose energy
 registers follow a seeded load curve on an accelerated clock shared with the gateway.
-One meter is a 16-bit pulse counter that wraps every 65.5 kWh (de-rollover at work),
-one drops off the bus for a few hours every sixth day (the gap shows as estimated
-intervals on the graph). The config the demo runs with is written to the data folder,
-so every other command can be tried on the demo's store.
+One meter is a 16-bit pulse counter that wraps every 65.5 kWh (de-rollover at work)
+and is swapped for a new meter halfway through (a meter exchange: the day shows as
+incomplete, `ami-gateway audit --events` tells what happened); one drops off the bus
+for a few hours every sixth day (the gap shows as estimated intervals on the graph).
+The config the demo runs with is written to the data folder, so every other command can
+be tried on the demo's store.
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ TIMEZONE = "America/Chicago"
 POLL_S = 300
 #: Meter DEMO-1002 is unreachable on every sixth local day from 10:00 to 13:00.
 OUTAGE_EVERY_DAYS, OUTAGE_HOURS = 6, (10, 13)
+#: Meter DEMO-2001 is swapped for a new one at 10:00 on the middle day of the demo.
+SERIAL_BEFORE, SERIAL_AFTER = 20_260_001, 20_260_777
 
 _PULSE16 = """\
 # Demo-only: a 16-bit Wh pulse counter in one holding register, like the S0 pulse
-# inputs of many Modbus I/O modules. It wraps at 65,536 Wh, several times a week.
+# inputs of many Modbus I/O modules. It wraps at 65,536 Wh, several times a week. Its
+# serial number sits in holding registers 8-9: the gateway watches it for exchanges.
 manufacturer = "Demo"
 model = "S0 pulse counter, 16-bit"
-source = "demo device: uint16 holding register 0 counts Wh and wraps at 2^16"
+source = "demo device: uint16 holding register 0 counts Wh and wraps at 2^16; serial at 8"
 max_power_w = 11000
 table = "holding"
 
@@ -58,6 +63,13 @@ address = 1
 type = "int16"
 unit = "W"
 kind = "instant"
+
+[[points]]
+channel = "0.0.96.1.0.255"
+address = 8
+type = "uint32"
+unit = "count"
+kind = "identity"
 """
 
 
@@ -74,7 +86,7 @@ def _specs(profiles_dir: Path) -> list[MeterSpec]:
                   start_energy_wh=152_004_000,
                   shape=LoadShape(base_w=1800, peak_w=9000, tz=TIMEZONE)),
         MeterSpec(meter_id="DEMO-2001", profile=profiles["demo_pulse16"], seed=21,
-                  start_energy_wh=61_000,
+                  start_energy_wh=61_000, serial=SERIAL_BEFORE,
                   shape=LoadShape(base_w=600, peak_w=6500, tz=TIMEZONE)),
     ]
 
@@ -138,6 +150,13 @@ def _prepare(data_dir: Path) -> tuple[Path, Path]:
     return data_dir, devices
 
 
+async def _exchange(meters: list[SimulatedMeter], clock: ScaledClock, at: datetime) -> None:
+    """An installer swaps DEMO-2001: a new serial number, its register starting near zero."""
+    await clock.sleep_until(at)
+    meter = next(m for m in meters if m.meter_id == "DEMO-2001")
+    meter.exchange(serial=SERIAL_AFTER, start_energy_wh=12, at=clock.now())
+
+
 async def _outages(meters: list[SimulatedMeter], clock: ScaledClock, start: date) -> None:
     """Takes DEMO-1002 off the bus for three hours on every sixth local day."""
     target = next(m for m in meters if m.meter_id == "DEMO-1002")
@@ -194,6 +213,10 @@ async def run_demo(*, port: int, speed: float, data_dir: Path, days: int) -> Non
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(agent.run(), name="agent")
                 tg.create_task(_outages(meters, clock, first_day), name="outages")
+                middle = first_day + timedelta(days=max(days // 2, 1))
+                swap_at = datetime(middle.year, middle.month, middle.day, 10, tzinfo=tz)
+                tg.create_task(_exchange(meters, clock, swap_at.astimezone(UTC)),
+                               name="exchange")
                 with Live(_view(agent, clock, url, data_dir), console=console,
                           refresh_per_second=4, transient=False) as live:
                     while True:

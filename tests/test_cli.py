@@ -136,6 +136,26 @@ def test_import_keeps_good_rows_and_reports_bad_ones_then_export(tmp_path: Path)
                                 '"meter exchange: serial 4410001 -> 4410002')
 
 
+def stop(proc: subprocess.Popen[str], timeout_s: float = 60) -> str:
+    """SIGINT, then wait; a process that does not stop in time dumps its threads' stacks
+    (SIGUSR1, registered by the CLI) into the failure, and is killed."""
+    import signal
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        import time
+
+        time.sleep(1)
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"did not stop within {timeout_s} s after SIGINT:\n{err}") from None
+    return err
+
+
 def free_port() -> int:
     import socket
 
@@ -169,7 +189,6 @@ def wait_for(url: str, timeout_s: float = 60,
 
 
 def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
-    import signal
 
     port = free_port()
     proc = subprocess.Popen(
@@ -186,9 +205,7 @@ def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
         checked = cli("check", "--config", tmp_path / "demo" / "gateway.toml")
         assert checked.returncode == 0, checked.stderr
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        err = stop(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
 
