@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -17,6 +18,9 @@ from rich.console import Console
 from gateway import __version__, log
 from gateway.errors import ConfigError, GatewayError
 from gateway.settings import ConfigInvalid, LoadedConfig, load_config
+
+if TYPE_CHECKING:
+    from gateway.store.sqlite import SqliteStore
 
 app = typer.Typer(
     name="ami-gateway",
@@ -180,28 +184,36 @@ def export(
         output.write_text(text)
 
 
+@asynccontextmanager
+async def _store(cfg: LoadedConfig) -> AsyncIterator[SqliteStore]:
+    """The config's store, open for one command."""
+    from gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(cfg.store_path, synchronous=cfg.settings.store.synchronous)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 async def _export(cfg: LoadedConfig, meter: str, channel: str, first: date, last: date,
                   daily: bool, fmt: Fmt) -> str | None:
     from gateway.export import render
-    from gateway.store.sqlite import SqliteStore
+    from gateway.store.sqlite import day_bounds
 
-    store = SqliteStore(cfg.store_path)
-    await store.open()
-    try:
+    async with _store(cfg) as store:
         found = [s for s in await store.series(meter) if s.channel == channel]
         if not found:
             return None
-        tz = ZoneInfo(found[0].timezone)
         if daily:
             rows: list[Any] = await store.daily(meter, channel, first, last)
         else:
-            lo = datetime(first.year, first.month, first.day, tzinfo=tz).astimezone(UTC)
-            nxt = last + timedelta(days=1)
-            hi = datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).astimezone(UTC)
-            rows = await store.intervals(meter, channel, lo, hi)
+            tz = ZoneInfo(found[0].timezone)
+            lo, hi = day_bounds(first, tz)[0], day_bounds(last, tz)[1]
+            rows = await store.intervals(meter, channel, datetime.fromtimestamp(lo, UTC),
+                                         datetime.fromtimestamp(hi, UTC))
         return render(rows, fmt.value)
-    finally:
-        await store.close()
 
 
 @app.command(name="edit")
@@ -240,15 +252,9 @@ def edit_(
 
 async def _edit(cfg: LoadedConfig, meter: str, channel: str, at: datetime, value: int,
                 who: str, reason: str) -> Any:
-    from gateway.store.sqlite import SqliteStore
-
-    store = SqliteStore(cfg.store_path, synchronous=cfg.settings.store.synchronous)
-    await store.open()
-    try:
+    async with _store(cfg) as store:
         return await store.edit_interval(meter, channel, at, value, operator=who,
                                          reason=reason, at=datetime.now(UTC))
-    finally:
-        await store.close()
 
 
 @app.command()
@@ -280,25 +286,13 @@ def audit(
 
 
 async def _events(cfg: LoadedConfig, meter: str) -> list[Any]:
-    from gateway.store.sqlite import SqliteStore
-
-    store = SqliteStore(cfg.store_path)
-    await store.open()
-    try:
+    async with _store(cfg) as store:
         return list(await store.events(meter))
-    finally:
-        await store.close()
 
 
 async def _audit(cfg: LoadedConfig, meter: str, channel: str) -> list[Any]:
-    from gateway.store.sqlite import SqliteStore
-
-    store = SqliteStore(cfg.store_path)
-    await store.open()
-    try:
+    async with _store(cfg) as store:
         return list(await store.edits(meter, channel))
-    finally:
-        await store.close()
 
 
 @app.command()

@@ -48,21 +48,25 @@ def invalid(field: str, message: str) -> HTTPException:
     )
 
 
+async def find_series(store: Store, meter_id: str, channel: str) -> SeriesInfo:
+    """The stored series, or a 404 that says what the meter has."""
+    if await store.meter(meter_id) is None:
+        raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
+    known = await store.series(meter_id)
+    for info in known:
+        if info.channel == channel:
+            return info
+    have = ", ".join(s.channel for s in known) or "none"
+    raise HTTPException(
+        404, detail=f"meter {meter_id!r} has no channel {channel!r} (channels: {have})"
+    )
+
+
 def feed_router(store: Store, default_channel: str) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["portal feed"])
 
     async def series_of(meter_id: str, channel: str | None) -> SeriesInfo:
-        if await store.meter(meter_id) is None:
-            raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
-        wanted = channel or default_channel
-        known = await store.series(meter_id)
-        for info in known:
-            if info.channel == wanted:
-                return info
-        have = ", ".join(s.channel for s in known) or "none"
-        raise HTTPException(
-            404, detail=f"meter {meter_id!r} has no channel {wanted!r} (channels: {have})"
-        )
+        return await find_series(store, meter_id, channel or default_channel)
 
     @router.get("/meters", summary="Meters, their status and channels")
     async def meters() -> MeterList:

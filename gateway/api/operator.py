@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException
 from pydantic import AwareDatetime, BaseModel, Field
 
-from gateway.api.feed import ChannelParam, MeterId, Problem, invalid
+from gateway.api.feed import ChannelParam, MeterId, Problem, find_series, invalid
 from gateway.api.schemas import Interval, interval_out
 from gateway.errors import DataError
 from gateway.store import Store
@@ -64,10 +64,7 @@ def operator_router(store: Store, default_channel: str, token: str | None) -> AP
                                 headers={"WWW-Authenticate": "Bearer"})
 
     async def channel_of(meter_id: str, channel: str | None) -> str:
-        wanted = channel or default_channel
-        if not any(s.channel == wanted for s in await store.series(meter_id)):
-            raise HTTPException(404, detail=f"unknown meter {meter_id!r} or channel {wanted!r}")
-        return wanted
+        return (await find_series(store, meter_id, channel or default_channel)).channel
 
     @router.put("/meters/{meter_id}/intervals/{start}", summary="Correct one interval",
                 dependencies=[Depends(operator_only)])
