@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.errors import ConfigError
-from gateway.model import Kind, Unit
+from gateway.model import SERIAL_NUMBER, Kind, Unit
 from gateway.profiles import PROFILES_DIR, load_profile, load_profiles
 
 TEST_DEVICES = Path(__file__).resolve().parent / "data" / "devices"
@@ -37,7 +37,8 @@ def test_shipped_profiles_load() -> None:
     assert sdm630.name == "eastron_sdm630"
     assert sdm630.max_registers_per_request == 80
     assert "Eastron" in sdm630.source
-    assert all(p.table == "input" and p.type == "float32" for p in sdm630.points)
+    measured = [p for p in sdm630.points if p.kind is not Kind.IDENTITY]
+    assert all(p.table == "input" and p.type == "float32" for p in measured)
     energy = {p.channel: p for p in sdm630.points}["1.0.1.8.0.255"]
     assert energy.address == 30073 - 30001
     assert (energy.unit, energy.kind) == (Unit.KWH, Kind.CUMULATIVE)
@@ -45,6 +46,21 @@ def test_shipped_profiles_load() -> None:
         "1.0.32.7.0.255", "1.0.31.7.0.255", "1.0.16.7.0.255", "1.0.14.7.0.255",
         "1.0.2.8.0.255", "1.0.15.8.0.255"}
     assert profiles["eastron_sdm120"].max_power_w == 10350
+
+
+@pytest.mark.parametrize("name", ["eastron_sdm630", "eastron_sdm120"])
+def test_eastron_profiles_read_the_serial_number_from_holding_register_fc00(name: str) -> None:
+    """Eastron documents "Serial number" at holding register FC00 hex (464513): 2 registers,
+    unsigned int32, read only. It is the meter's identity (a change is an exchange)."""
+    profile = load_profiles()[name]
+    (serial,) = [p for p in profile.points if p.channel == SERIAL_NUMBER]
+    assert (serial.address, serial.table, serial.type) == (0xFC00, "holding", "uint32")
+    assert (serial.kind, serial.unit, serial.width) == (Kind.IDENTITY, Unit.COUNT, 2)
+    assert (serial.scale, serial.offset, serial.rollover) == (1, 0, None)
+    assert "FC00" in profile.source
+    # The energy registers stay where they were, in the input table.
+    energy = {p.channel: p for p in profile.points}["1.0.1.8.0.255"]
+    assert (energy.table, energy.address) == ("input", 72)
 
 
 def test_test_profiles_load_with_rollover_moduli() -> None:

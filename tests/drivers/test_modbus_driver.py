@@ -16,7 +16,7 @@ from gateway.drivers import PolledDriver
 from gateway.drivers.modbus import ModbusTcpDriver
 from gateway.drivers.modbus.client import TcpRegisterClient
 from gateway.errors import ConnectError, DataError, DeviceError, DeviceTimeout, ProtocolError
-from gateway.model import Kind
+from gateway.model import SERIAL_NUMBER, Kind
 from gateway.profiles import DeviceProfile, load_profiles
 from gateway.sim import MeterSpec, SimulatedMeter, serve_meters
 
@@ -254,5 +254,27 @@ async def test_inter_request_pause_is_kept_between_blocks(
                              meter.profile.model_copy(update={"inter_request_ms": 60}), clock)
     started = time.monotonic()
     await driver.read()
-    assert time.monotonic() - started >= 0.12  # three blocks, two pauses
+    # Four blocks (three of input registers, the serial number's holding one), three pauses.
+    assert time.monotonic() - started >= 0.18
     await driver.close()
+
+
+@pytest.mark.parametrize("profile", ["eastron_sdm630", "eastron_sdm120"])
+async def test_eastron_serial_number_is_read_from_holding_registers_beside_the_energy(
+    clock: ManualClock, profile: str
+) -> None:
+    """The identity point lives in the holding table (function 03), the energy in the input
+    table (function 04): one poll reads both, and a swapped meter reports its new serial."""
+    spec = MeterSpec("sdm-serial", PROFILES[profile], seed=9, start_energy_wh=5_000,
+                     serial=4_294_967_295)
+    async with serve_meters([spec], clock) as (meter,):
+        driver = driver_for(meter, clock)
+        by_channel = {r.channel: r for r in await driver.read()}
+        serial = by_channel[SERIAL_NUMBER]
+        assert (serial.kind, serial.value) == (Kind.IDENTITY, Decimal(4_294_967_295))
+        assert by_channel["1.0.1.8.0.255"].value == Decimal("5")  # kWh
+        meter.exchange(serial=21_000_042, start_energy_wh=0, at=clock.now())
+        clock.set(clock.now() + timedelta(minutes=1))
+        by_channel = {r.channel: r for r in await driver.read()}
+        assert by_channel[SERIAL_NUMBER].value == Decimal(21_000_042)
+        await driver.close()

@@ -91,8 +91,9 @@ def test_tables_are_planned_apart_input_first() -> None:
 def test_eastron_sdm630_plan_respects_its_80_register_limit() -> None:
     profile = load_profiles()["eastron_sdm630"]
     blocks = plan_reads(profile, TcpLink())
+    # The serial number (holding FC00) is read apart, with function 03.
     assert [(b.table, b.start, b.count) for b in blocks] == [
-        ("input", 0, 76), ("input", 224, 2), ("input", 342, 2)]
+        ("input", 0, 76), ("input", 224, 2), ("input", 342, 2), ("holding", 0xFC00, 2)]
     # At 9600 baud with the Eastron pause the 30225 gap is still not worth reading.
     serial = plan_reads(profile, SerialLink(9600))
     assert all(b.count <= 80 for b in serial)
