@@ -26,6 +26,7 @@ ratings are in base units per hour (W for Wh channels). No clock, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
 from typing import Protocol, runtime_checkable
 
@@ -38,15 +39,19 @@ __all__ = [
     "DemandHighLimit",
     "FrozenRegister",
     "FutureTimestamp",
+    "IntervalCheck",
     "IntervalRule",
     "JumpBeyondRating",
     "NegativeDelta",
+    "ReadingCheck",
     "ReadingRule",
     "Spike",
     "StatefulRule",
     "StepRule",
     "VeeState",
     "ZeroRun",
+    "fuse_interval_rules",
+    "fuse_reading_rules",
 ]
 
 _MS_PER_HOUR = 3_600_000
@@ -361,3 +366,131 @@ class FrozenRegister:
     def load(self, state: VeeState) -> None:
         self._at_ms = state.frozen_at_ms
         self._meter_at_ms = state.frozen_meter_at_ms
+
+
+# -- fused checks: one call per read or interval for a whole list of rules ----------------
+
+class ReadingCheck(Protocol):
+    """The union of the flags a list of reading rules fires on one read."""
+
+    def __call__(self, at_ms: int, value: Decimal, now_ms: int,
+                 meter_at_ms: int | None = None, /) -> int: ...
+
+
+class IntervalCheck(Protocol):
+    """The union of the flags a list of interval rules fires on one interval."""
+
+    def __call__(self, start_ms: int, length_s: int, value: int, flags: int, /) -> int: ...
+
+
+def fuse_reading_rules(rules: Sequence[ReadingRule]) -> ReadingCheck:
+    """One function doing what calling each rule's ``check`` in turn and OR-ing the bits
+    does, with the same state changes: ``FutureTimestamp`` and ``FrozenRegister`` (each at
+    most once) are inlined, their state still kept on the rule objects; any other list
+    gets the loop."""
+    kinds = [type(rule) for rule in rules]
+    if not set(kinds) <= {FutureTimestamp, FrozenRegister} or len(set(kinds)) != len(kinds):
+        checks = tuple(rule.check for rule in rules)
+
+        def loop(at_ms: int, value: Decimal, now_ms: int,
+                 meter_at_ms: int | None = None, /) -> int:
+            flags = 0
+            for check in checks:
+                flags |= check(at_ms, value, now_ms, meter_at_ms)
+            return flags
+        return loop
+    future = next((r for r in rules if isinstance(r, FutureTimestamp)), None)
+    frozen = next((r for r in rules if isinstance(r, FrozenRegister)), None)
+    if frozen is None:
+        if future is None:
+            return _no_reading_rule
+        return future.check
+
+    def fused(at_ms: int, value: Decimal, now_ms: int, meter_at_ms: int | None = None,
+              /) -> int:
+        assert frozen is not None
+        if meter_at_ms is None or at_ms > now_ms:
+            # Not judged by the frozen rule (the future rule only fires beyond now too).
+            if future is not None and at_ms > now_ms + future.tolerance_ms:
+                return _FUTURE
+            return 0
+        last_at = frozen._at_ms
+        if last_at is not None and at_ms <= last_at:
+            return 0
+        fired = _FROZEN if meter_at_ms == frozen._meter_at_ms else 0
+        frozen._at_ms = at_ms
+        frozen._meter_at_ms = meter_at_ms
+        return fired
+    return fused
+
+
+def _no_reading_rule(at_ms: int, value: Decimal, now_ms: int,
+                     meter_at_ms: int | None = None, /) -> int:
+    return 0
+
+
+def _no_interval_rule(start_ms: int, length_s: int, value: int, flags: int, /) -> int:
+    return 0
+
+
+def fuse_interval_rules(rules: Sequence[IntervalRule]) -> IntervalCheck:
+    """One function doing what calling each rule's ``check`` in order does (each seeing
+    the flags so far) and OR-ing the bits, with the same state changes.
+
+    ``DemandHighLimit``, ``Spike`` and ``ZeroRun`` (each at most once; none of them looks
+    at the flags, so their order does not matter) are inlined, their state still kept on
+    the rule objects; any other list gets the loop.
+    """
+    kinds = [type(rule) for rule in rules]
+    if (not set(kinds) <= {DemandHighLimit, Spike, ZeroRun}
+            or len(set(kinds)) != len(kinds)):
+        checks = tuple(rule.check for rule in rules)
+
+        def loop(start_ms: int, length_s: int, value: int, flags: int, /) -> int:
+            fired = 0
+            for check in checks:
+                fired |= check(start_ms, length_s, value, flags | fired)
+            return fired
+        return loop
+    if not rules:
+        return _no_interval_rule
+    demand = next((r for r in rules if isinstance(r, DemandHighLimit)), None)
+    spike = next((r for r in rules if isinstance(r, Spike)), None)
+    zero = next((r for r in rules if isinstance(r, ZeroRun)), None)
+    # value × 3600 × den > num × length_s, with 3600 × den multiplied out once.
+    d_num, d_den = (demand._num, demand._den * 3600) if demand is not None else (0, 0)
+
+    def fused(start_ms: int, length_s: int, value: int, flags: int, /) -> int:
+        fired = 0
+        if demand is not None and value * d_den > d_num * length_s:
+            fired = _DEMAND_HIGH
+        end_ms = start_ms + length_s * 1000
+        if spike is not None:
+            values = spike._values
+            if start_ms != spike._end_ms:
+                values.clear()
+            spike._end_ms = end_ms
+            window = spike.window
+            if len(values) == window:
+                if value > spike.floor and (
+                        value * window * spike._den > spike._num * sum(values)):
+                    fired |= _SPIKE
+                values.append(value)
+                del values[0]
+            else:
+                values.append(value)
+                if len(values) > window:
+                    del values[0]
+        if zero is not None:
+            if value != 0:
+                run = 0
+            elif start_ms == zero._end_ms:
+                run = zero._run + 1
+            else:
+                run = 1
+            zero._run = run
+            zero._end_ms = end_ms
+            if run >= zero.intervals:
+                fired |= _ZERO_RUN
+        return fired
+    return fused
