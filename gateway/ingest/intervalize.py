@@ -141,6 +141,21 @@ class Intervalizer:
             self._prev_c = cumulative
             self._prev_ratio = None
             return []
+        if nxt >= at_ms - snap and nxt + length > last:
+            # One boundary, measured by this very point (a poll on the grid): the loop
+            # below in short. Rounding the Decimal half to even is round_half_even of its
+            # ratio; the ratio itself is taken only when a later point interpolates.
+            q = round(cumulative)
+            carry = self._carry | flags
+            self._prev_at = at_ms
+            self._prev_c = cumulative
+            self._prev_ratio = None
+            bq, bf, pending = self._bq, self._bf, self._pending
+            self._b, self._bq, self._bf, self._carry = nxt, q, 0, 0
+            if b is None:
+                return []
+            self._pending = 0
+            return [Interval(b, q - bq, bf | carry | pending)]
         n1, d1 = ratio = cumulative.as_integer_ratio()
         n0, d0 = self._prev_ratio or self._prev_c.as_integer_ratio()
         elapsed = at_ms - prev_at

@@ -143,8 +143,8 @@ def _iso(at_ms: int) -> str:
 class RegisterTracker:
     """De-rollover state of one register. Feed reads in time order; see the module doc."""
 
-    __slots__ = ("_ambiguous_ms", "_held_at", "_held_high", "_held_v", "_jump", "_last_at",
-                 "_last_v", "_modulus", "_negative", "_offset", "config")
+    __slots__ = ("_ambiguous_ms", "_fast", "_held_at", "_held_high", "_held_v", "_jump",
+                 "_last_at", "_last_v", "_modulus", "_negative", "_offset", "config")
 
     def __init__(self, config: TrackerConfig, state: TrackerState | None = None) -> None:
         self.config = config
@@ -164,6 +164,9 @@ class RegisterTracker:
             raise ValueError(f"inconsistent tracker state: {state!r}")
         self._last_at = state.last_at_ms
         self._last_v = state.last_value if state.last_value is not None else _ZERO
+        # Only a state written by hand can hold a negative last read: the fast path in
+        # ``feed`` then stays off (the general path refuses a negative read first).
+        self._fast = not self._last_v < _ZERO
         self._offset = state.offset
         self._held_at = state.held_at_ms
         self._held_high = state.held_high
@@ -179,6 +182,19 @@ class RegisterTracker:
 
     def feed(self, at_ms: int, value: Decimal) -> Outcome:
         """Take one read (epoch ms, base units) and say what it means."""
+        # The common case first: nothing held, later than the last read, a rise within
+        # the range and the rating that cannot hide a wrap. Same tests as below, in the
+        # order that settles it soonest (``_fast``: the last read is >= 0, as every read
+        # the tracker accepts is, so a rise is >= 0 too).
+        last_at = self._last_at
+        if last_at is not None and at_ms > last_at and self._held_at is None and self._fast:
+            delta = value - self._last_v
+            if delta >= _ZERO and (self._modulus is None or value < self._modulus):
+                elapsed = at_ms - last_at
+                if self._jump.allows(elapsed, delta) and not 0 <= self._ambiguous_ms <= elapsed:
+                    self._last_at = at_ms
+                    self._last_v = value
+                    return Outcome((Point(at_ms, value + self._offset, 0, False),))
         modulus = self._modulus
         if value < _ZERO or (modulus is not None and value >= modulus):
             return _refuse(Verdict.OUT_OF_RANGE, at_ms, value,
