@@ -7,7 +7,7 @@ once, each with the file, the key path and the fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from gateway.clock import Clock
@@ -16,8 +16,9 @@ from gateway.errors import ConfigError
 from gateway.ingest.series import SeriesConfig
 from gateway.model import Kind
 from gateway.profiles import DeviceProfile, load_profiles
-from gateway.settings import ConfigInvalid, LoadedConfig, MeterConfig
+from gateway.settings import DAILY_RULE_KEYS, ConfigInvalid, LoadedConfig, MeterConfig
 from gateway.validation import VeeConfig
+from gateway.validation.daily import DailyLimits
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class MeterPlan:
     profile: DeviceProfile
     timezone: str
     series: tuple[SeriesConfig, ...]
+    #: The meter's daily usage limits, judged when the daily view is built.
+    daily: DailyLimits = field(default_factory=DailyLimits)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ class Assembly:
 
     def series(self) -> list[tuple[SeriesConfig, str]]:
         return [(s, m.timezone) for m in self.meters for s in m.series]
+
+    def daily_limits(self) -> dict[str, DailyLimits]:
+        """Each meter's daily usage limits, for the portal's daily view (meters with
+        none are left out)."""
+        return {m.meter.meter_id: m.daily for m in self.meters if m.daily.active}
 
 
 def assemble(config: LoadedConfig) -> Assembly:
@@ -55,6 +63,9 @@ def assemble(config: LoadedConfig) -> Assembly:
             continue
         series, found = _series_of(config, meter, profile, where)
         problems.extend(found)
+        daily, daily_problem = _daily_of(config, meter, where)
+        if daily_problem is not None:
+            problems.append(daily_problem)
         if meter.poll_interval_s > settings.validation.max_gap_s:
             problems.append(ConfigError(
                 f"polls every {meter.poll_interval_s:g} s, but reads more than "
@@ -63,7 +74,7 @@ def assemble(config: LoadedConfig) -> Assembly:
                 fix="poll more often, or raise validation.max_gap_s",
             ))
         plans.append(MeterPlan(meter=meter, profile=profile, timezone=settings.timezone_of(meter),
-                               series=tuple(series)))
+                               series=tuple(series), daily=daily))
     if problems:
         raise ConfigInvalid(problems)
     return Assembly(config=config, meters=tuple(plans))
@@ -115,8 +126,9 @@ def _vee_of(config: LoadedConfig, meter: MeterConfig,
             where: str) -> tuple[VeeConfig, ConfigError | None]:
     """The meter's rules: the gateway's [validation.rules], overridden key by key. A
     problem is blamed on the gateway's section if it is wrong alone, else on the meter's."""
-    defaults = config.settings.validation.rules.model_dump()
-    overrides = meter.rules.model_dump(exclude_unset=True) if meter.rules is not None else {}
+    defaults = config.settings.validation.rules.model_dump(exclude=set(DAILY_RULE_KEYS))
+    overrides = meter.rules.model_dump(exclude_unset=True, exclude=set(DAILY_RULE_KEYS)) \
+        if meter.rules is not None else {}
     for section, rules in (("validation.rules", defaults),
                            (f"{where}.rules", {**defaults, **overrides})):
         if rules["demand_high_w"] is not None:
@@ -127,6 +139,27 @@ def _vee_of(config: LoadedConfig, meter: MeterConfig,
             return VeeConfig(), ConfigError(exc.reason, file=config.file,
                                             key=f"{section}.{exc.key}", fix=exc.fix)
     return vee, None
+
+
+def _daily_of(config: LoadedConfig, meter: MeterConfig,
+              where: str) -> tuple[DailyLimits, ConfigError | None]:
+    """The meter's daily usage limits, merged like its other rules (see _vee_of)."""
+    keys = set(DAILY_RULE_KEYS)
+    defaults = config.settings.validation.rules.model_dump(include=keys)
+    overrides = meter.rules.model_dump(exclude_unset=True, include=keys) \
+        if meter.rules is not None else {}
+    limits = DailyLimits()
+    for section, rules in (("validation.rules", defaults),
+                           (f"{where}.rules", {**defaults, **overrides})):
+        try:
+            limits = DailyLimits(
+                high_wh=rules["daily_high_wh"], low_wh=rules["daily_low_wh"],
+                history_factor=rules["daily_history_factor"],
+                history_days=rules["daily_history_days"])
+        except ConfigError as exc:
+            return DailyLimits(), ConfigError(exc.reason, file=config.file,
+                                              key=f"{section}.{exc.key}", fix=exc.fix)
+    return limits, None
 
 
 def build_driver(plan: MeterPlan, clock: Clock) -> PolledDriver:

@@ -103,6 +103,9 @@ class Flag(enum.IntFlag):
     FROZEN = 1 << 15
     #: Interval consumption above the configured demand limit (W x interval length).
     DEMAND_HIGH = 1 << 16
+    #: A gap's consumption (exact: the register's change across it) was spread over its
+    #: intervals by the shape of a reference day rather than evenly (ESPI code 8).
+    REFERENCE_DAY = 1 << 17
 
 
 _QUESTIONABLE = (
@@ -124,15 +127,18 @@ def quality_of(flags: int) -> Quality:
     """The ESPI quality code a set of fired rules implies, most severe first.
 
     Edited beats everything (the operator's word stands); then questionable (a rule
-    says the value may be wrong); then estimated by a gap (code 9: linear
-    interpolation); then derived (code 11: boundary interpolation between reads taken
-    at normal spacing, e.g. a poll a few seconds off the grid). A rollover that was
+    says the value may be wrong); then estimated by a gap (code 8 when shaped by a
+    reference day, else code 9: linear interpolation); then derived (code 11: boundary
+    interpolation between reads taken at normal spacing, e.g. a poll a few seconds off
+    the grid). A rollover that was
     unwrapped plausibly is still a measured value: valid.
     """
     if flags & Flag.EDITED:
         return Quality.EDITED
     if flags & _QUESTIONABLE:
         return Quality.QUESTIONABLE
+    if flags & Flag.REFERENCE_DAY:
+        return Quality.ESTIMATED_REFERENCE_DAY
     if flags & (Flag.GAP_SPANNED | Flag.ESTIMATED):
         return Quality.ESTIMATED_LINEAR
     if flags & Flag.INTERPOLATED:

@@ -85,6 +85,21 @@ class RulesSection(_Model):
     zero_run_intervals: Annotated[int, Field(ge=1)] | None = None
     #: A read repeating the meter's previous timestamp is FROZEN (meters that stamp reads).
     frozen_register: bool = False
+    #: Daily usage checks, judged on complete local days of the meter's active import
+    #: (total and tariff registers) when the daily view is built: a day above
+    #: daily_high_wh is "daily_high", below daily_low_wh "daily_low"; a day above
+    #: daily_history_factor x the mean of the previous daily_history_days complete days
+    #: is "daily_history_high", below the mean / factor "daily_history_low".
+    daily_high_wh: Annotated[int, Field(gt=0)] | None = None
+    daily_low_wh: Annotated[int, Field(gt=0)] | None = None
+    daily_history_factor: Annotated[Decimal, Field(gt=1)] | None = None
+    daily_history_days: Annotated[int, Field(ge=1, le=60)] = 7
+
+
+#: The keys of RulesSection judged on daily rollups (gateway.validation.daily), not by
+#: the interval rules of a series' ValidationStage.
+DAILY_RULE_KEYS = frozenset(
+    {"daily_high_wh", "daily_low_wh", "daily_history_factor", "daily_history_days"})
 
 
 class ValidationSection(_Model):

@@ -67,3 +67,40 @@ def test_a_bad_rule_setting_names_its_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigInvalid) as err2:
         load_config(bad)
     assert err2.value.problems[0].key == "validation.rules.spike_factor"
+
+
+def test_daily_limits_merge_like_the_other_rules_and_stay_out_of_the_interval_rules(
+    tmp_path: Path,
+) -> None:
+    from decimal import Decimal
+
+    from gateway.validation.daily import DailyLimits
+
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(
+        "[validation.rules]\ndaily_high_wh = 60000\nzero_run_intervals = 8\n"
+        '[[meters]]\nmeter_id = "M1"\nprofile = "eastron_sdm120"\nhost = "127.0.0.1"\n'
+        '[[meters]]\nmeter_id = "M2"\nprofile = "eastron_sdm120"\nhost = "127.0.0.1"\n'
+        '[meters.rules]\ndaily_low_wh = 500\ndaily_history_factor = "2.5"\n'
+        "daily_history_days = 14\n")
+    assembly = assemble(load_config(cfg))
+    assert assembly.daily_limits() == {
+        "M1": DailyLimits(high_wh=60_000),
+        "M2": DailyLimits(high_wh=60_000, low_wh=500, history_factor=Decimal("2.5"),
+                          history_days=14),
+    }
+    assert {s.vee.zero_run_intervals for m in assembly.meters for s in m.series} == {8}
+
+
+@pytest.mark.parametrize(("rules", "key"), [
+    ("daily_high_wh = 500\ndaily_low_wh = 800\n", "daily_low_wh"),
+    ("daily_history_days = 3\n", "daily_history_days"),
+])
+def test_a_bad_daily_limit_names_its_key(tmp_path: Path, rules: str, key: str) -> None:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[[meters]]\nmeter_id = "M1"\nprofile = "eastron_sdm120"\n'
+                   f'host = "127.0.0.1"\n[meters.rules]\n{rules}')
+    with pytest.raises(ConfigInvalid) as err:
+        assemble(load_config(cfg))
+    [problem] = err.value.problems
+    assert problem.key == f"meters[0](meter_id=M1).rules.{key}" and problem.fix

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from gateway.api.feed import feed_router
 from gateway.api.operator import operator_router
 from gateway.api.schemas import Health
 from gateway.store import Store
+from gateway.validation.daily import DailyLimits
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,10 @@ _PAGE_HEADERS = {
 def create_app(
     store: Store, *, title: str = "ami-gateway", default_channel: str = "1.0.1.8.0.255",
     operator_token: str | None = None,
+    daily_limits: Mapping[str, DailyLimits] | None = None,
 ) -> FastAPI:
+    """The portal app. ``daily_limits`` are each meter's daily usage checks (from the
+    config: ``Assembly.daily_limits()``), judged when a daily view is built."""
     app = FastAPI(
         # The interactive docs load their scripts from a CDN: off; /openapi.json stays.
         docs_url=None, redoc_url=None,
@@ -51,7 +56,7 @@ def create_app(
         version="1",
     )
     app.add_exception_handler(RequestValidationError, _explain_validation)
-    app.include_router(feed_router(store, default_channel))
+    app.include_router(feed_router(store, default_channel, daily_limits))
     app.include_router(operator_router(store, default_channel, operator_token))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel
 
+from gateway.api.rates import build_view, checks_by_day, rate_label, tariff_of, tariffs_of
 from gateway.api.schemas import (
     DailyList,
     IntervalList,
     MeterList,
+    Rate,
+    RatesDailyList,
     day_out,
     interval_out,
     kwh,
     meter_out,
+    rates_day_out,
 )
 from gateway.store import SeriesInfo, Store
+from gateway.validation.daily import DailyLimits, lookback_days
 
 #: Longest interval query: a month of 15-minute data is ~3000 rows, one page of JSON.
 MAX_INTERVAL_SPAN = timedelta(days=31)
@@ -62,11 +68,36 @@ async def find_series(store: Store, meter_id: str, channel: str) -> SeriesInfo:
     )
 
 
-def feed_router(store: Store, default_channel: str) -> APIRouter:
+def feed_router(store: Store, default_channel: str,
+                daily_limits: Mapping[str, DailyLimits] | None = None) -> APIRouter:
+    """The feed routes. ``daily_limits`` (by meter) are the daily usage checks, judged on
+    the meter's active import (``default_channel`` and its tariff registers) when a
+    daily view is built from the stored rollups: consistent with whatever the store
+    holds now (replays, edits), and cheap (a few more rollup rows for the history)."""
     router = APIRouter(prefix="/api/v1", tags=["portal feed"])
+    limits_of = dict(daily_limits or {})
 
     async def series_of(meter_id: str, channel: str | None) -> SeriesInfo:
         return await find_series(store, meter_id, channel or default_channel)
+
+    def usage_limits(meter_id: str, channel: str) -> DailyLimits | None:
+        """The meter's limits when ``channel`` is its usage (total or a tariff)."""
+        if tariff_of(channel, default_channel) is None:
+            return None
+        return limits_of.get(meter_id)
+
+    def check_range(first: date, last: date) -> None:
+        if first > last:
+            raise invalid("to", f"to ({last}) is before from ({first})")
+        if (last - first).days + 1 > MAX_DAILY_DAYS:
+            raise invalid("to", f"range is longer than {MAX_DAILY_DAYS} days")
+
+    def history_start(first: date, limits: DailyLimits | None) -> date:
+        back = lookback_days(limits) if limits is not None else 0
+        try:
+            return first - timedelta(days=back)
+        except OverflowError:
+            return date.min
 
     @router.get("/meters", summary="Meters, their status and channels")
     async def meters() -> MeterList:
@@ -142,12 +173,12 @@ def feed_router(store: Store, default_channel: str) -> APIRouter:
         ],
         channel: ChannelParam = None,
     ) -> DailyList:
-        if first > last:
-            raise invalid("to", f"to ({last}) is before from ({first})")
-        if (last - first).days + 1 > MAX_DAILY_DAYS:
-            raise invalid("to", f"range is longer than {MAX_DAILY_DAYS} days")
+        check_range(first, last)
         info = await series_of(meter_id, channel)
-        days = await store.daily(meter_id, info.channel, first, last)
+        limits = usage_limits(meter_id, info.channel)
+        history = await store.daily(meter_id, info.channel, history_start(first, limits), last)
+        checks = checks_by_day(history, limits)
+        days = [d for d in history if d.day >= first]
         total = sum(d.value for d in days)
         return DailyList(
             meter_id=meter_id,
@@ -158,7 +189,59 @@ def feed_router(store: Store, default_channel: str) -> APIRouter:
             unit=info.unit.base.value,
             total=total,
             total_kwh=kwh(total, info.unit.base),
-            days=[day_out(d) for d in days],
+            days=[day_out(d, checks.get(d.day, ())) for d in days],
+        )
+
+    @router.get(
+        "/meters/{meter_id}/daily/rates",
+        summary="Daily usage per rate (day/night tariff registers) and their total",
+        responses=_NOT_FOUND,
+    )
+    async def daily_rates(
+        meter_id: MeterId,
+        first: Annotated[
+            date,
+            Query(alias="from", description="First local day, inclusive (YYYY-MM-DD)."),
+        ],
+        last: Annotated[
+            date,
+            Query(alias="to", description="Last local day, inclusive (YYYY-MM-DD)."),
+        ],
+        channel: Annotated[str | None, Query(
+            description="The total channel whose tariff registers are the rates (OBIS, "
+            "tariff group 0); defaults to active energy import. A meter without tariff "
+            "registers has one rate: this channel.")] = None,
+    ) -> RatesDailyList:
+        check_range(first, last)
+        total_channel = channel or default_channel
+        if await store.meter(meter_id) is None:
+            raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
+        known = {s.channel: s for s in await store.series(meter_id)}
+        rates = tariffs_of(total_channel, list(known))
+        if not rates:
+            info = await find_series(store, meter_id, total_channel)
+            rates = [(0, info.channel)]
+        info = known[rates[0][1]]
+        limits = usage_limits(meter_id, total_channel)
+        since = history_start(first, limits)
+        by_rate = {ch: await store.daily(meter_id, ch, since, last) for _, ch in rates}
+        register = []
+        if rates[0][0] != 0 and total_channel in known:
+            register = await store.daily(meter_id, total_channel, first, last)
+        view = build_view(rates, by_rate, register, limits, first=first)
+        unit = info.unit.base
+        days = [rates_day_out(d, unit) for d in view.days]
+        total = sum(d.value for d in days)
+        return RatesDailyList(
+            meter_id=meter_id, channel=total_channel, timezone=info.timezone, first=first,
+            last=last, unit=unit.value,
+            rates=[
+                Rate(channel=ch, tariff=tariff, label=rate_label(tariff),
+                     total=(rate_total := sum(d.rates[i].value for d in days)),
+                     total_kwh=kwh(rate_total, unit))
+                for i, (tariff, ch) in enumerate(rates)
+            ],
+            total=total, total_kwh=kwh(total, unit), days=days,
         )
 
     return router

@@ -7,12 +7,14 @@ Energy never leaves as a binary float: values are integers in the channel's base
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.rates import TotalDay
 from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
 from gateway.store import SeriesInfo
 
@@ -93,6 +95,11 @@ class Day(_Out):
     )
     unit: str
     quality: DayQuality
+    checks: list[str] = Field(
+        default_factory=list,
+        description="Daily usage checks that fired on this complete day: daily_high, "
+        "daily_low, daily_history_high, daily_history_low (see the meter's rules); empty "
+        "when none fired or the day is not judged (incomplete days never are).")
 
 
 class DailyList(_Out):
@@ -105,6 +112,61 @@ class DailyList(_Out):
     total: int = Field(description="Sum over the returned days in the base unit.")
     total_kwh: str | None
     days: list[Day] = Field(description="Local days that have data, oldest first.")
+
+
+class Rate(_Out):
+    channel: str = Field(description="The rate's register (OBIS), e.g. 1.0.1.8.1.255.")
+    tariff: int = Field(description="Tariff number: 1 day rate, 2 night rate; 0 when the "
+                        "meter has no tariff registers and its one rate is the channel itself.")
+    label: str = Field(description="Name to show, e.g. Day rate.")
+    total: int = Field(description="Sum over the returned days in the base unit.")
+    total_kwh: str | None
+
+
+class RateUsage(_Out):
+    channel: str
+    value: int = Field(description="The rate's usage over the day in the base unit (Wh); "
+                       "0 when its register has no data that day (quality says so).")
+    value_kwh: str | None
+    quality: DayQuality
+    checks: list[str] = Field(description="Daily usage checks that fired on this rate.")
+
+
+class RegisterTotal(_Out):
+    channel: str = Field(description="The total register, e.g. 1.0.1.8.0.255.")
+    value: int = Field(description="The total register's advance over the day (Wh).")
+    value_kwh: str | None
+    quality: DayQuality
+    mismatch: int | None = Field(description="This register's value minus the sum of the "
+                                 "rates, when it and every rate are complete that day: 0 on "
+                                 "a consistent meter; anything else names lost or "
+                                 "double-counted energy.")
+
+
+class RatesDay(_Out):
+    date: dt.date = Field(description="Local day in the meter's timezone.")
+    value: int = Field(description="The day's total: the sum of its rates (base unit).")
+    value_kwh: str | None
+    unit: str
+    quality: DayQuality = Field(description="Intervals summed over the rates; complete when "
+                                "every rate is.")
+    checks: list[str] = Field(description="Daily usage checks that fired on the total.")
+    rates: list[RateUsage] = Field(description="One entry per rate, in the order of `rates`.")
+    total_register: RegisterTotal | None = Field(description="The meter's own total register, "
+                                           "when it is stored beside tariff registers.")
+
+
+class RatesDailyList(_Out):
+    meter_id: str
+    channel: str = Field(description="The total channel whose rates these are.")
+    timezone: str
+    first: date
+    last: date
+    unit: str
+    rates: list[Rate]
+    total: int = Field(description="Sum of the days' totals in the base unit.")
+    total_kwh: str | None
+    days: list[RatesDay] = Field(description="Local days that have data, oldest first.")
 
 
 def kwh(value: int, unit: Unit) -> str | None:
@@ -161,20 +223,49 @@ def interval_out(reading: IntervalReading) -> Interval:
     )
 
 
-def day_out(usage: DailyUsage) -> Day:
+def day_out(usage: DailyUsage, checks: Sequence[str] = ()) -> Day:
     return Day(
         date=usage.day,
         value=usage.value,
         value_kwh=kwh(usage.value, usage.unit),
         unit=usage.unit.value,
-        quality=DayQuality(
-            expected=usage.expected,
-            present=usage.present,
-            missing=usage.missing,
-            estimated=usage.estimated,
-            questionable=usage.questionable,
-            edited=usage.edited,
-            derived=usage.derived,
-            complete=usage.complete,
-        ),
+        quality=quality_out(usage),
+        checks=list(checks),
     )
+
+
+def quality_out(usage: DailyUsage | TotalDay) -> DayQuality:
+    return DayQuality(
+        expected=usage.expected,
+        present=usage.present,
+        missing=max(usage.expected - usage.present, 0),
+        estimated=usage.estimated,
+        questionable=usage.questionable,
+        edited=usage.edited,
+        derived=usage.derived,
+        complete=usage.complete,
+    )
+
+
+def _no_data(expected: int) -> DayQuality:
+    return DayQuality(expected=expected, present=0, missing=expected, estimated=0,
+                      questionable=0, edited=0, derived=0, complete=False)
+
+
+def rates_day_out(day: TotalDay, unit: Unit) -> RatesDay:
+    each = day.expected // max(len(day.rates), 1)
+    rates = [
+        RateUsage(channel=r.channel, value=r.usage.value if r.usage else 0,
+                  value_kwh=kwh(r.usage.value if r.usage else 0, unit),
+                  quality=quality_out(r.usage) if r.usage else _no_data(each),
+                  checks=list(r.checks))
+        for r in day.rates
+    ]
+    register = None
+    if day.register is not None:
+        register = RegisterTotal(channel=day.register.channel, value=day.register.value,
+                                 value_kwh=kwh(day.register.value, unit),
+                                 quality=quality_out(day.register), mismatch=day.mismatch)
+    return RatesDay(date=day.day, value=day.value, value_kwh=kwh(day.value, unit),
+                    unit=unit.value, quality=quality_out(day), checks=list(day.checks),
+                    rates=rates, total_register=register)
