@@ -4,6 +4,12 @@ One ``feed`` is one store transaction. The series processors' state is snapshott
 before a feed and put back if the write fails, so a reading is either fully accounted
 for (its intervals and the cursor that follows from it committed together) or not at
 all and can be fed again. Nothing is half-applied, nothing counted twice.
+
+Long gaps (``SeriesConfig.reference_day_after_s``) are shaped here, between processing
+and commit: the processors say which intervals lie wholly inside a gap, and the
+pipeline looks up the reference day (``gateway.validation.estimate``) among the stored
+intervals and those of the batch itself. Without a complete, measured reference the
+gap stays linear.
 """
 
 from __future__ import annotations
@@ -11,19 +17,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from gateway.errors import ConfigError
 from gateway.ingest.series import (
     EventKind,
+    GapRun,
     SeriesConfig,
     SeriesEvent,
     SeriesProcessor,
     SeriesState,
 )
-from gateway.model import IntervalReading, Kind, Reading
+from gateway.model import IntervalReading, Kind, Quality, Reading
 from gateway.store import QuarantineItem, SeriesEventRecord, SeriesInfo, Store, WriteResult
+from gateway.validation.estimate import (
+    candidate_offsets,
+    reference_starts,
+    reference_weights,
+)
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_state = msgspec.msgpack.Decoder(SeriesState).decode
@@ -56,10 +69,12 @@ class Pipeline:
     """Routes each reading to its series processor and commits what comes out."""
 
     def __init__(self, store: Store, processors: dict[tuple[str, str], SeriesProcessor],
-                 configs: dict[tuple[str, str], SeriesConfig]) -> None:
+                 configs: dict[tuple[str, str], SeriesConfig],
+                 timezones: dict[tuple[str, str], str] | None = None) -> None:
         self._store = store
         self._procs = processors
         self._configs = configs
+        self._zones = {key: ZoneInfo(tz) for key, tz in (timezones or {}).items()}
         self._by_meter: dict[str, list[tuple[str, str]]] = {}
         for key in configs:
             self._by_meter.setdefault(key[0], []).append(key)
@@ -68,12 +83,14 @@ class Pipeline:
     async def open(cls, store: Store, series: Iterable[tuple[SeriesConfig, str]]) -> Pipeline:
         """Register every (config, timezone) series and resume each from its saved cursor."""
         configs: dict[tuple[str, str], SeriesConfig] = {}
+        zones: dict[tuple[str, str], str] = {}
         for cfg, tz in series:
             key = (cfg.meter_id, cfg.channel)
             if key in configs:
                 raise ConfigError(f"meter {cfg.meter_id} channel {cfg.channel} is configured twice",
                                   key=f"meters.{cfg.meter_id}", fix="configure each meter once")
             configs[key] = cfg
+            zones[key] = tz
             await store.register_series(SeriesInfo(
                 meter_id=cfg.meter_id, channel=cfg.channel, unit=cfg.unit.base,
                 interval_s=cfg.interval_s, timezone=tz,
@@ -84,7 +101,7 @@ class Pipeline:
             if key in saved else SeriesProcessor(cfg)
             for key, cfg in configs.items()
         }
-        return cls(store, procs, configs)
+        return cls(store, procs, configs, zones)
 
     async def feed(self, readings: Sequence[Reading], *, source: str,
                    now: datetime | None = None) -> FeedResult:
@@ -94,6 +111,12 @@ class Pipeline:
         caller may feed the same readings again later.
         """
         step = self._process(readings, source, now)
+        if step.shapes:
+            try:
+                await self._shape(step)
+            except BaseException:
+                self._rewind(step.before)
+                raise
         commit = asyncio.ensure_future(self._commit(step))
         try:
             written = await asyncio.shield(commit)
@@ -119,6 +142,11 @@ class Pipeline:
         try:
             for batch in batches:
                 newest = self._process(batch, source, now)
+                if newest.shapes:
+                    if inflight is not None:  # its intervals may be the reference
+                        total = total + inflight[0].result(await inflight[1])
+                        inflight = None
+                    await self._shape(newest)
                 if inflight is not None:
                     total = total + inflight[0].result(await inflight[1])
                     inflight = None  # counted: never to be counted or undone again
@@ -155,6 +183,7 @@ class Pipeline:
         intervals: list[IntervalReading] = []
         quarantine: list[QuarantineItem] = []
         notes: list[SeriesEventRecord] = []
+        shapes: list[_Shape] = []
         skipped = 0
         # Series are independent: each one's reads are fed in order, series after series,
         # so the loop per read is short and the store gets each series' rows together.
@@ -206,6 +235,9 @@ class Pipeline:
                     before[key] = proc.snapshot()
                 for segment in _segments(proc, group, seen.get(key[0], ())):
                     out = proc.feed_many(segment, now_ms)
+                    if out.gaps:
+                        shapes.extend(_long_gaps(key, self._configs[key], out.gaps,
+                                                 out.intervals, len(intervals)))
                     intervals.extend(out.intervals)
                     if out.events:
                         quarantine.extend(_quarantined(out.events, source, now_ms))
@@ -215,7 +247,32 @@ class Pipeline:
             self._rewind(before)  # nothing of a half-processed batch stays applied
             raise
         return _Step(readings=len(readings), intervals=intervals, cursors=cursors,
-                     quarantine=quarantine, notes=notes, before=before, skipped=skipped)
+                     quarantine=quarantine, notes=notes, before=before, skipped=skipped,
+                     shapes=shapes)
+
+    async def _shape(self, step: _Step) -> None:
+        """Shape each long gap of the step by its reference day, where one is found."""
+        for shape in step.shapes:
+            key, cfg = shape.key, self._configs[shape.key]
+            zone = self._zones.get(key)
+            if zone is None:
+                continue
+            run = step.intervals[shape.offset:shape.offset + shape.count]
+            starts = [int(iv.start.timestamp()) for iv in run]
+            known = _own(step.intervals, key, shape)
+            for days_back in candidate_offsets(cfg.reference_day, cfg.reference_candidates):
+                refs = reference_starts(starts, zone, days_back, cfg.interval_s)
+                lo, hi = min(refs), max(refs) + cfg.interval_s
+                stored = {int(iv.start.timestamp()): (iv.value, iv.quality)
+                          for iv in await self._store.intervals(
+                              key[0], key[1], datetime.fromtimestamp(lo, UTC),
+                              datetime.fromtimestamp(hi, UTC))}
+                stored.update((s, v) for s, v in known.items() if lo <= s < hi)
+                weights = reference_weights(refs, stored)
+                if weights is not None:
+                    step.intervals[shape.offset:shape.offset + shape.count] = (
+                        self._procs[key].reshape(run, weights))
+                    break
 
     async def _commit(self, step: _Step) -> WriteResult:
         return await self._store.write_intervals(
@@ -238,11 +295,48 @@ class _Step(msgspec.Struct, frozen=True, kw_only=True):
     notes: list[SeriesEventRecord]
     before: dict[tuple[str, str], SeriesState]
     skipped: int
+    #: Long gap runs to shape by a reference day before the commit.
+    shapes: list[_Shape] = msgspec.field(default_factory=list)
 
     def result(self, written: WriteResult) -> FeedResult:
         return FeedResult(readings=self.readings, intervals=len(self.intervals),
                           written=written, skipped=self.skipped,
                           quarantined=len(self.quarantine))
+
+
+class _Shape(msgspec.Struct, frozen=True, gc=False):
+    """A run of a step's intervals (``offset``, ``count``) wholly inside one long gap."""
+
+    key: tuple[str, str]
+    offset: int
+    count: int
+
+
+def _long_gaps(key: tuple[str, str], cfg: SeriesConfig, gaps: Sequence[GapRun],
+               intervals: Sequence[IntervalReading], offset: int) -> list[_Shape]:
+    """The runs of one output long enough to be shaped by a reference day."""
+    after = cfg.reference_day_after_s
+    if after is None:
+        return []
+    out = []
+    index = {int(iv.start.timestamp()) * 1000: i for i, iv in enumerate(intervals)}
+    for gap in gaps:
+        first, last = index.get(gap.first_ms), index.get(gap.last_ms)
+        if first is None or last is None or last < first:
+            continue
+        if (gap.last_ms - gap.first_ms) // 1000 + cfg.interval_s >= after:
+            out.append(_Shape(key, offset + first, last - first + 1))
+    return out
+
+
+def _own(intervals: Sequence[IntervalReading], key: tuple[str, str],
+         shape: _Shape) -> dict[int, tuple[int, Quality]]:
+    """The step's own intervals of the series outside the run: a reference may be in
+    the very batch (an import of several weeks)."""
+    return {int(iv.start.timestamp()): (iv.value, iv.quality)
+            for i, iv in enumerate(intervals)
+            if (iv.meter_id, iv.channel) == key
+            and not shape.offset <= i < shape.offset + shape.count}
 
 
 async def _committed(commit: asyncio.Future[WriteResult]) -> bool:
@@ -257,7 +351,8 @@ async def _committed(commit: asyncio.Future[WriteResult]) -> bool:
 
 #: Events kept in the audit although their read was used: what changes how a series
 #: continues. (Rollovers are in the intervals' flags; held reads end as one of these.)
-_NOTED = frozenset({EventKind.EXCHANGE, EventKind.RESET, EventKind.AMBIGUOUS})
+_NOTED = frozenset({EventKind.EXCHANGE, EventKind.RESET, EventKind.AMBIGUOUS,
+                    EventKind.BACKFILL})
 
 
 def _noted(events: Sequence[SeriesEvent], source: str) -> list[SeriesEventRecord]:

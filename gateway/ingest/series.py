@@ -59,7 +59,7 @@ import msgspec
 from gateway.errors import ConfigError
 from gateway.ingest.intervalize import Interval, Intervalizer, IntervalizerState
 from gateway.model import Flag, IntervalReading, Kind, Quality, Reading, Unit, quality_of
-from gateway.validation.estimate import spread
+from gateway.validation.estimate import ReferenceDay, spread
 from gateway.validation.rollover import (
     Notice,
     RegisterTracker,
@@ -106,7 +106,7 @@ class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True):
     #: in the store); None: every gap is spread linearly.
     reference_day_after_s: int | None = None
     #: Which day: ``same_weekday`` (a week earlier, then two...) or ``previous_day``.
-    reference_day: str = "same_weekday"
+    reference_day: ReferenceDay = "same_weekday"
     #: How many candidate days to try, nearest first, before staying linear.
     reference_candidates: int = 4
 
@@ -498,6 +498,7 @@ class SeriesProcessor:
         """Feed a point that ends a gap, and keep the gap open to late reads."""
         before = self._grid.snapshot()
         head = before.boundary_ms
+        whole = self._inside_from(before)
         first = last = -1
         tail = self._tail_ms
         for iv in self._grid.feed(at_ms, cumulative, flags, False):
@@ -505,7 +506,7 @@ class SeriesProcessor:
             intervals.append(emitted)
             if iv.start_ms == tail:
                 self._capture_tail(emitted, at_ms, long=True)
-            if head is None or iv.start_ms > head:  # both boundaries inside the gap
+            if iv.start_ms >= whole:  # wholly inside the gap
                 if first < 0:
                     first = iv.start_ms
                 last = iv.start_ms
@@ -522,6 +523,17 @@ class SeriesProcessor:
         while spans and (len(spans) > _MAX_SPANS or spans[0].end_at_ms < horizon):
             del spans[0]
         self._tail_ms = after.boundary_ms if spans else -1
+
+    def _inside_from(self, before: IntervalizerState) -> int:
+        """The first interval start wholly inside a gap that starts at the grid's last
+        point: the interval at the last boundary if that point measured it, else the
+        next one (the interval before it holds measured consumption too)."""
+        head = before.boundary_ms
+        if head is None:
+            return -1
+        start_at = before.prev_at_ms
+        snap_ms = round(self.config.snap_tolerance_s * 1000)
+        return head if start_at is not None and head >= start_at - snap_ms else head + 1
 
     def _capture_tail(self, emitted: IntervalReading, at_ms: int, *, long: bool) -> None:
         """The newest gap's tail interval was emitted by the point at ``at_ms``: remember
@@ -627,6 +639,7 @@ class SeriesProcessor:
         for at_ms, cumulative, flags in steps:
             before = grid.snapshot()
             head = before.boundary_ms
+            whole = self._inside_from(before)
             long = at_ms - prev > self._gap_ms
             first = last = -1
             for iv in grid.feed(at_ms, cumulative, flags, False):
@@ -636,7 +649,7 @@ class SeriesProcessor:
                         subs[-1], tail_value=iv.value, tail_flags=iv.flags,
                         tail_end_how=self._end_how(iv.start_ms, at_ms, long))
                     awaiting = False
-                if long and (head is None or iv.start_ms > head):
+                if long and iv.start_ms >= whole:
                     if first < 0:
                         first = iv.start_ms
                     last = iv.start_ms

@@ -120,23 +120,30 @@ def test_a_late_read_across_a_wrap_takes_the_turn_that_fits() -> None:
     assert store.values() == truth.values()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
-    steps=st.lists(st.integers(0, 400), min_size=60, max_size=120),
-    gap=st.tuples(st.integers(2, 40), st.integers(8, 60)),
-    cuts=st.lists(st.integers(1, 30), max_size=4),
+    steps=st.lists(st.integers(0, 800), min_size=30, max_size=150),
+    gaps=st.lists(st.tuples(st.integers(1, 140), st.integers(7, 60)), min_size=1, max_size=3),
+    cuts=st.lists(st.integers(1, 30), max_size=5),
     restart=st.booleans(),
+    start=st.integers(0, 999_999),
+    jitter_s=st.integers(0, 200),
 )
 def test_late_reads_in_time_order_end_where_reads_in_time_would(
-        steps: list[int], gap: tuple[int, int], cuts: list[int], restart: bool) -> None:
-    """Whatever the gap and however the catch-up is batched: the same intervals."""
-    total, reads = 7_000, []
+        steps: list[int], gaps: list[tuple[int, int]], cuts: list[int], restart: bool,
+        start: int, jitter_s: int) -> None:
+    """Whatever the gaps, wraps and poll jitter, however the catch-up is batched, and
+    across a restart: the same intervals as the reads fed in time. (Steps stay within
+    the rating; gaps are at least 7 reads, longer than the max gap.)"""
+    total, reads = start, []
     for i, step in enumerate(steps):
         total += step
-        reads.append(read(i * 5, total))
-    lo, n = gap
-    hidden = reads[lo:lo + n]
-    shown = reads[:lo] + reads[lo + n:]
+        reads.append(read(i * 5 + (jitter_s / 60 if i % 3 == 0 else 0), total))
+    hidden_at: set[int] = set()
+    for lo, n in gaps:
+        hidden_at |= set(range(lo, min(lo + n, len(reads))))
+    hidden = [r for i, r in enumerate(reads) if i in hidden_at]
+    shown = [r for i, r in enumerate(reads) if i not in hidden_at]
     store = Store()
     proc = SeriesProcessor(CFG)
     store.feed(proc, shown)
@@ -149,6 +156,7 @@ def test_late_reads_in_time_order_end_where_reads_in_time_would(
     truth = Store()
     truth.feed(SeriesProcessor(CFG), reads)
     assert store.values() == truth.values()
+    assert EventKind.STALE not in store.events
 
 
 def test_reshape_keeps_the_total_and_flags_reference_day() -> None:
