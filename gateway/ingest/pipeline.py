@@ -352,7 +352,7 @@ async def _committed(commit: asyncio.Future[WriteResult]) -> bool:
 #: Events kept in the audit although their read was used: what changes how a series
 #: continues. (Rollovers are in the intervals' flags; held reads end as one of these.)
 _NOTED = frozenset({EventKind.EXCHANGE, EventKind.RESET, EventKind.AMBIGUOUS,
-                    EventKind.BACKFILL})
+                    EventKind.BACKFILL, EventKind.FROZEN})
 
 
 def _noted(events: Sequence[SeriesEvent], source: str) -> list[SeriesEventRecord]:

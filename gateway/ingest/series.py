@@ -22,11 +22,15 @@ Conventions:
   others are for the audit log. An exact duplicate of the last read gives nothing at all.
 - A read stamped in the future (``Flag.FUTURE``) is quarantined, not used: taken in, a
   clock far ahead would make every later honest read look out of order.
-- The optional VEE rules (``config.vee``, all off by default) only add flags: a read
-  repeating the previous read's meter timestamp gets ``Flag.FROZEN`` (joining the
-  flags of its step, like any read flag); each emitted interval is judged in order by
-  the demand limit and spike rules (``Flag.SPIKE``) and the zero-run rule
-  (``Flag.ZERO_RUN``). Values are never changed by them.
+- The optional VEE rules (``config.vee``, all off by default) add flags: a read
+  repeating the previous read's meter timestamp gets ``Flag.FROZEN``; each emitted
+  interval is judged in order by the demand limit and spike rules (``Flag.SPIKE``)
+  and the zero-run rule (``Flag.ZERO_RUN``). Values are never changed by them. A
+  frozen read that also repeats the last register value is the meter's previous
+  snapshot served again (a known fault: the same registers and clock an hour later):
+  it is not a reading at its gateway time, so it is not used (a ``FROZEN`` audit
+  event), and the next fresh read spans the step: no false zero hour, no double hour.
+  A frozen read whose value moved (a stuck clock, moving registers) is used, flagged.
 - Gaps stay open to late reads. A step between two reads longer than ``max_gap_s``
   spreads its consumption linearly (``Flag.GAP_SPANNED``, ESPI 9) and is remembered
   (``GapSpan``, up to ``backfill_window_s`` back). A read older than the last one that
@@ -76,6 +80,7 @@ __all__ = ["EventKind", "GapRun", "GapSpan", "SeriesConfig", "SeriesEvent", "Ser
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _FUTURE = int(Flag.FUTURE)
+_FUTURE_OR_FROZEN = _FUTURE | int(Flag.FROZEN)
 _QUALITY: dict[int, Quality] = {}
 
 
@@ -147,6 +152,7 @@ class EventKind(enum.StrEnum):
     FUTURE = "future"  # stamped ahead of the gateway clock: quarantined
     EXCHANGE = "exchange"  # the first read of a new meter (new serial): a new baseline
     BACKFILL = "backfill"  # a late read inside a gap: the gap's estimates re-derived
+    FROZEN = "frozen"  # the meter's previous snapshot served again: not used, audited
     FOREIGN = "foreign"  # not this series (meter, channel, kind, unit or naive time)
 
 
@@ -406,12 +412,20 @@ class SeriesProcessor:
                 flags = check(at_ms, value, now_ms, (meter_at - _EPOCH) // _MS) | reading.flags
             else:  # no rule looks at the meter's time, or it gave none (or a naive one)
                 flags = check(at_ms, value, now_ms) | reading.flags
-            if flags & _FUTURE:
-                reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more than "
-                          "the tolerance: not used")
-                events.append(SeriesEvent(kind=EventKind.FUTURE, reading=reading, flags=flags,
-                                          reason=reason))
-                continue
+            if flags & _FUTURE_OR_FROZEN:
+                if flags & _FUTURE:
+                    reason = (f"stamped {at.isoformat()}, ahead of the gateway clock by more "
+                              "than the tolerance: not used")
+                    events.append(SeriesEvent(kind=EventKind.FUTURE, reading=reading,
+                                              flags=flags, reason=reason))
+                    continue
+                if value == self._tracker.snapshot().last_value:
+                    stamp = meter_at.isoformat() if meter_at is not None else "?"
+                    events.append(SeriesEvent(
+                        kind=EventKind.FROZEN, reading=reading, flags=flags,
+                        reason=f"the meter served its snapshot of {stamp} again (same clock, "
+                               "same register): not a new reading, not used"))
+                    continue
             outcome = track(at_ms, value)
             held_flags = self._held_flags  # before _events may take the held read's place
             if exchange is not None:  # the new meter's first read: its baseline is the swap

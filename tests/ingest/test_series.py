@@ -456,3 +456,34 @@ def test_a_pending_exchange_survives_a_restart_and_a_flap_cancels_it() -> None:
     flap.observe_identity(at_ms(10), "A")  # a misread serial, corrected: no exchange
     out = run(flap, [read(15, "10.5")])
     assert [v for _, v, _ in table(out)] == [500] and not out.events
+
+
+def test_a_meter_serving_last_hours_snapshot_again_is_not_a_zero_hour() -> None:
+    """A peer failure: the meter repeats the previous hour's registers and clock. Taken as
+    a reading at the gateway's time it makes a false zero hour and a double hour next."""
+    cfg = SeriesConfig(meter_id="M1", channel="1.0.1.8.0.255", unit=Unit.KWH,
+                       interval_s=3600, max_gap_s=7200, max_power_w=Decimal(20_000),
+                       vee=VeeConfig(frozen_register=True))
+
+    def hourly(hour: int, kwh: str, meter_hour: int) -> Reading:
+        return Reading(meter_id="M1", channel="1.0.1.8.0.255", at=T0 + timedelta(hours=hour),
+                       value=Decimal(kwh), unit=Unit.KWH, kind=Kind.CUMULATIVE,
+                       meter_at=T0 + timedelta(hours=meter_hour))
+
+    reads = [hourly(0, "100", 0), hourly(1, "110", 1), hourly(2, "110", 1),
+             hourly(3, "130", 3)]
+    out = SeriesProcessor(cfg).feed_many(reads, NOW_MS)
+    assert [(iv.value, iv.quality) for iv in out.intervals] == [
+        (10_000, Quality.VALID), (10_000, Quality.DERIVED), (10_000, Quality.DERIVED)]
+    [event] = [e for e in out.events if e.kind is not EventKind.BASELINE]
+    assert event.kind is EventKind.FROZEN and not event.quarantine
+    assert "snapshot of" in event.reason and event.reading is reads[2]
+    # Without the rule the repeat is taken at face value: the peers' zero and double hour.
+    plain = SeriesProcessor(msgspec.structs.replace(cfg, vee=VeeConfig()))
+    assert [iv.value for iv in plain.feed_many(reads, NOW_MS).intervals] == [
+        10_000, 0, 20_000]
+    # A stuck clock with moving registers is not a repeat: used, flagged questionable.
+    stuck = [hourly(0, "100", 0), hourly(1, "110", 0), hourly(2, "120", 0)]
+    out = SeriesProcessor(cfg).feed_many(stuck, NOW_MS)
+    assert [(iv.value, iv.quality) for iv in out.intervals] == [
+        (10_000, Quality.QUESTIONABLE), (10_000, Quality.QUESTIONABLE)]
