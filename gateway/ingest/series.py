@@ -712,8 +712,10 @@ class SeriesProcessor:
         """A gap that starts where ``span`` ends begins at its corrected tail boundary."""
         for i, other in enumerate(self._spans):
             grid = other.grid
-            if other is not span and grid.prev_at_ms == span.end_at_ms \
-                    and grid.boundary_ms == span.tail_ms:
+            # Its grid still starts from the tail boundary: no boundary was settled
+            # between this gap's end read and its start read.
+            if other is not span and grid.boundary_ms == span.tail_ms \
+                    and (grid.prev_at_ms or 0) >= span.end_at_ms:
                 self._spans[i] = msgspec.structs.replace(other, grid=msgspec.structs.replace(
                     grid, boundary_value=tail_q, boundary_flags=tail_bf))
 
