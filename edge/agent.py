@@ -1,5 +1,6 @@
-"""The edge agent: pollers for every configured meter, the pipeline, the store and the
-portal API, run together until stopped."""
+"""The edge agent: pollers for every polled meter, the pipeline, the store and the
+portal API, run together until stopped. Manual meters get no poller: their readings
+come in as self-reads (``POST /api/v1/meters/{id}/readings``, ``ami-gateway self-read``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gateway.clock import Clock
 from gateway.errors import ConfigError
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.poller import Poller
+from gateway.ingest.selfread import SelfReads
 from gateway.store.sqlite import SqliteStore
 
 _log = log.get("edge.agent")
@@ -31,6 +33,7 @@ class Agent:
         cfg = assembly.config
         self.store = SqliteStore(cfg.store_path, synchronous=cfg.settings.store.synchronous)
         self.pollers: list[Poller] = []
+        self.self_reads = SelfReads(assembly, self.store, clock)
         self.api_port: int | None = None
         self._server: uvicorn.Server | None = None
 
@@ -40,7 +43,10 @@ class Agent:
         async with AsyncExitStack() as stack:
             await self.store.open()
             stack.push_async_callback(self.store.close)
-            pipeline = await Pipeline.open(self.store, self.assembly.series())
+            # The pollers' pipeline holds only their series: a manual meter's series is
+            # restored from the store at each self-read (another process may write it).
+            pipeline = await Pipeline.open(self.store, self.assembly.polled_series())
+            await self.self_reads.open()
             transitions = log.Transitions(_log)
             for plan in self.assembly.meters:
                 self.pollers.append(Poller(
@@ -64,7 +70,8 @@ class Agent:
                     tg.create_task(poller.run(), name=f"poll {poller.meter_id}")
                 if sock is not None:
                     await self._start_api(tg, sock, token)
-                _log.info("gateway running", meters=len(self.pollers), api_port=self.api_port,
+                _log.info("gateway running", meters=len(self.pollers),
+                          manual_meters=len(self.assembly.manual), api_port=self.api_port,
                           store=str(self.store.path))
                 if started is not None:
                     await started(self)
@@ -73,7 +80,7 @@ class Agent:
                          token: str | None) -> None:
         # The socket is bound by us rather than by uvicorn, which would exit the process.
         self.api_port = int(sock.getsockname()[1])
-        app = create_app(self.store, operator_token=token)
+        app = create_app(self.store, operator_token=token, self_reads=self.self_reads)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._server = server

@@ -3,6 +3,9 @@
 Every cross-reference problem (unknown profile, unknown channel, a rollover register
 without a maximum rating) is collected, so ``ami-gateway check`` reports them all at
 once, each with the file, the key path and the fix.
+
+Polled meters (``meters``) get a poller each; manual meters (``manual``, protocol
+"manual") get none: their readings are typed in (``gateway.ingest.selfread``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from gateway.errors import ConfigError
 from gateway.ingest.series import SeriesConfig
 from gateway.model import Kind
 from gateway.profiles import DeviceProfile, load_profiles
-from gateway.settings import DAILY_RULE_KEYS, ConfigInvalid, LoadedConfig, MeterConfig
+from gateway.settings import (
+    DAILY_RULE_KEYS,
+    AnyMeter,
+    ConfigInvalid,
+    LoadedConfig,
+    ManualMeterConfig,
+    ManualRegister,
+    MeterConfig,
+)
 from gateway.validation import VeeConfig
 from gateway.validation.daily import DailyLimits
 
@@ -32,11 +43,30 @@ class MeterPlan:
 
 
 @dataclass(frozen=True)
+class ManualPlan:
+    """A meter nobody polls: its registers (in config order) and their series."""
+
+    meter: ManualMeterConfig
+    timezone: str
+    series: tuple[SeriesConfig, ...]
+
+    def register(self, channel: str) -> ManualRegister:
+        return next(r for r in self.meter.registers if r.channel == channel)
+
+
+@dataclass(frozen=True)
 class Assembly:
     config: LoadedConfig
+    #: The polled meters, one poller each.
     meters: tuple[MeterPlan, ...]
+    manual: tuple[ManualPlan, ...] = ()
 
     def series(self) -> list[tuple[SeriesConfig, str]]:
+        """Every stored series, polled and manual, with its timezone."""
+        return self.polled_series() + [(s, m.timezone) for m in self.manual for s in m.series]
+
+    def polled_series(self) -> list[tuple[SeriesConfig, str]]:
+        """The series the pollers feed."""
         return [(s, m.timezone) for m in self.meters for s in m.series]
 
     def daily_limits(self) -> dict[str, DailyLimits]:
@@ -50,8 +80,15 @@ def assemble(config: LoadedConfig) -> Assembly:
     settings = config.settings
     problems: list[ConfigError] = []
     plans: list[MeterPlan] = []
+    manual: list[ManualPlan] = []
     for i, meter in enumerate(settings.meters):
         where = f"meters[{i}](meter_id={meter.meter_id})"
+        if isinstance(meter, ManualMeterConfig):
+            series, found = _manual_series(config, meter, where)
+            problems.extend(found)
+            manual.append(ManualPlan(meter=meter, timezone=settings.timezone_of(meter),
+                                     series=tuple(series)))
+            continue
         profile = profiles.get(meter.profile)
         if profile is None:
             known = ", ".join(sorted(profiles)) or "none"
@@ -77,7 +114,7 @@ def assemble(config: LoadedConfig) -> Assembly:
                                series=tuple(series), daily=daily))
     if problems:
         raise ConfigInvalid(problems)
-    return Assembly(config=config, meters=tuple(plans))
+    return Assembly(config=config, meters=tuple(plans), manual=tuple(manual))
 
 
 def _series_of(config: LoadedConfig, meter: MeterConfig, profile: DeviceProfile,
@@ -122,7 +159,39 @@ def _series_of(config: LoadedConfig, meter: MeterConfig, profile: DeviceProfile,
     return out, problems
 
 
-def _vee_of(config: LoadedConfig, meter: MeterConfig,
+def _manual_series(config: LoadedConfig, meter: ManualMeterConfig,
+                   where: str) -> tuple[list[SeriesConfig], list[ConfigError]]:
+    """A manual meter's series, one per declared register.
+
+    They use the gateway's interval grid, like every other series. Reads come weeks
+    apart, so every interval between two of them is a linear estimate (GAP_SPANNED,
+    ESPI 9) whatever the grid: a coarser one would hold no less information, but it
+    would break the one grid that exports, the portal and local days (whole ones in
+    half-hour-offset zones too) rely on. The cost is rows: a month between two reads
+    is ~2,900 quarter-hours, written once, in one transaction.
+    """
+    settings = config.settings
+    vee, rule_problem = _vee_of(config, meter, where)
+    if rule_problem is not None:
+        return [], [rule_problem]
+    out = []
+    for register in meter.registers:
+        unit = register.register_unit
+        modulus = register.modulus
+        out.append(SeriesConfig(
+            meter_id=meter.meter_id, channel=register.channel, unit=unit,
+            interval_s=settings.gateway.interval_s,
+            snap_tolerance_s=settings.validation.snap_tolerance_s,
+            max_gap_s=settings.validation.max_gap_s,
+            future_tolerance_s=settings.validation.future_tolerance_s,
+            modulus=modulus * unit.factor if modulus is not None else None,
+            max_power_w=Decimal(meter.max_power_w),
+            vee=vee,
+        ))
+    return out, []
+
+
+def _vee_of(config: LoadedConfig, meter: AnyMeter,
             where: str) -> tuple[VeeConfig, ConfigError | None]:
     """The meter's rules: the gateway's [validation.rules], overridden key by key. A
     problem is blamed on the gateway's section if it is wrong alone, else on the meter's."""

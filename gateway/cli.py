@@ -95,9 +95,23 @@ def check(config: ConfigOpt) -> None:
     except ConfigError as exc:
         _config_failed(exc)
         return
-    series = sum(len(m.series) for m in assembly.meters)
-    print(f"{cfg.file}: valid: {len(assembly.meters)} meter(s), {series} stored series, "
+    series = len(assembly.series())
+    meters = len(assembly.meters) + len(assembly.manual)
+    manual = f" ({len(assembly.manual)} manual)" if assembly.manual else ""
+    print(f"{cfg.file}: valid: {meters} meter(s){manual}, {series} stored series, "
           f"profiles from {cfg.profiles_dir}")
+    for plan in assembly.manual:
+        registers = ", ".join(
+            f"{r.channel} ({r.unit}, {f'{r.digits} dials' if r.digits else 'no roll-over'})"
+            for r in plan.meter.registers)
+        print(f"  manual meter {plan.meter.meter_id}: not polled, takes self-reads; "
+              f"max {plan.meter.max_power_w} W; {plan.timezone}; {registers}")
+    windows = cfg.settings.self_reads.windows
+    if assembly.manual and windows:
+        from gateway.ingest.selfread import windows_of
+        from gateway.validation.selfread import describe
+
+        print(f"  self-reads are taken on {describe(windows_of(windows))}, local time")
 
 
 @app.command()
@@ -293,6 +307,70 @@ async def _events(cfg: LoadedConfig, meter: str) -> list[Any]:
 async def _audit(cfg: LoadedConfig, meter: str, channel: str) -> list[Any]:
     async with _store(cfg) as store:
         return list(await store.edits(meter, channel))
+
+
+@app.command(name="self-read")
+def self_read(
+    config: ConfigOpt,
+    meter: Annotated[str, typer.Argument(help="meter_id of a manual meter")],
+    value: Annotated[str, typer.Argument(help="The register as its dials show it, e.g. 12345.6")],
+    channel: Annotated[str | None, typer.Option(
+        "--channel", help="Register (OBIS); default the meter's first")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="When it was read, ISO 8601 with offset; default now")] = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Who read it, kept in the audit (default: login)")] = None,
+) -> None:
+    """Record a customer's register reading of a manual meter through the same rules as a
+    polled read. Exit 1 if it is refused (the reason is printed and kept in the quarantine).
+
+    Safe while the gateway runs: a reading that another process changed the meter's state
+    under is judged again, never written over it.
+    """
+    import getpass
+
+    from gateway.model import require_utc
+
+    cfg = _config(config)
+    log.configure("console" if sys.stderr.isatty() else "json", "warning")
+    when = None
+    if at is not None:
+        try:
+            when = require_utc(datetime.fromisoformat(at), "--at")
+        except ValueError as exc:
+            err.print(f"[red]error[/red] --at: {exc}")
+            raise typer.Exit(2) from exc
+    from gateway.ingest.selfread import SelfReadRefused
+
+    try:
+        receipt = _run(_self_read(cfg, meter, value, channel, when, by or getpass.getuser()))
+    except ConfigError as exc:
+        _config_failed(exc)
+        return
+    except SelfReadRefused as exc:
+        err.print(f"refused ({exc.refusal.code}): {exc.refusal.message}", highlight=False,
+                  markup=False)
+        raise typer.Exit(1) from exc
+    except GatewayError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1) from exc
+    status = "recorded" if receipt.recorded else "already recorded"
+    print(f"{receipt.meter_id} {receipt.channel} {receipt.at.isoformat()}: {status}: "
+          f"{receipt.message}")
+
+
+async def _self_read(cfg: LoadedConfig, meter: str, value: str, channel: str | None,
+                     at: datetime | None, by: str) -> Any:
+    from edge.assembly import assemble
+    from gateway.clock import SystemClock
+    from gateway.ingest.selfread import SelfReads
+
+    assembly = assemble(cfg)
+    async with _store(cfg) as store:
+        self_reads = SelfReads(assembly, store, SystemClock())
+        await self_reads.open()
+        return await self_reads.submit(meter, value, channel=channel, at=at,
+                                       submitted_by=f"{by} via cli")
 
 
 @app.command()

@@ -15,9 +15,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.errors import ConfigError
+from gateway.model import Unit
 from gateway.profiles import PROFILES_DIR
 
 DEFAULT_PROFILES_DIR = PROFILES_DIR
@@ -139,16 +149,139 @@ class MeterConfig(_Model):
         return None if v is None else _timezone(v)
 
 
+class _Fixable(ValueError):
+    """A check across keys that knows the fix (``problems_of`` reports it)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+#: Units a typed-in register counts in (the energy registers a customer can read).
+RegisterUnit = Literal["Wh", "kWh", "MWh", "varh", "kvarh", "VAh", "kVAh"]
+
+
+class ManualRegister(_Model):
+    """One register of a manual meter, as its dials show it."""
+
+    #: OBIS code of the register (1.0.1.8.0.255: total active import; .1/.2 day/night).
+    channel: Annotated[str, Field(min_length=1)] = "1.0.1.8.0.255"
+    unit: RegisterUnit = "kWh"
+    #: Number of dials (digits shown): the register wraps at 10^(digits - decimals)
+    #: units (5 dials: 99999 -> 00000). None: it never wraps.
+    digits: Annotated[int, Field(ge=1, le=15)] | None = None
+    #: How many of the dials are after the decimal point (99999.9: digits 6, decimals 1).
+    decimals: Annotated[int, Field(ge=0, le=6)] = 0
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ManualRegister:
+        if self.digits is not None and self.decimals >= self.digits:
+            raise _Fixable("decimals must be fewer than digits",
+                           "count the decimal dials among the register's digits")
+        if self.digits is None and self.decimals:
+            raise _Fixable("decimals goes with digits", "give digits (the number of dials)")
+        return self
+
+    @property
+    def register_unit(self) -> Unit:
+        return Unit(self.unit)
+
+    @property
+    def modulus(self) -> Decimal | None:
+        """Where the register wraps, in its unit; None when it never does."""
+        if self.digits is None:
+            return None
+        return Decimal(10) ** (self.digits - self.decimals)
+
+
+class ManualMeterConfig(_Model):
+    """A meter nobody polls: its register readings are typed in (customer self-reads).
+
+    It declares its registers itself instead of naming a device profile. Its series
+    use the gateway's interval grid like every other series; see ``edge.assembly``.
+    """
+
+    meter_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    protocol: Literal["manual"]
+    #: The meter's maximum rating in W: what a reading may plausibly rise by (and wrap by)
+    #: since the previous one. Required: typed-in digits need a bound.
+    max_power_w: Annotated[int, Field(gt=0)]
+    registers: Annotated[list[ManualRegister], Field(min_length=1)] = [ManualRegister()]
+    #: Overrides the gateway timezone for this meter's local day and submission windows.
+    timezone: str | None = None
+    #: Overrides of [validation.rules] for this meter (only the keys given).
+    rules: RulesSection | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _timezone(v)
+
+    @field_validator("registers")
+    @classmethod
+    def _distinct(cls, registers: list[ManualRegister]) -> list[ManualRegister]:
+        channels = [r.channel for r in registers]
+        twice = sorted({c for c in channels if channels.count(c) > 1})
+        if twice:
+            raise _Fixable(f"channel {twice[0]!r} appears twice",
+                           "give each register its own channel")
+        return registers
+
+
+class SelfReadWindow(_Model):
+    """Local days of each month on which self-reads are taken: the last ``last_days``
+    days of the month, or days ``from_day`` to ``to_day`` (over the month end when
+    from_day > to_day; a day past the month's end means its last day)."""
+
+    last_days: Annotated[int, Field(ge=1, le=28)] | None = None
+    from_day: Annotated[int, Field(ge=1, le=31)] | None = None
+    to_day: Annotated[int, Field(ge=1, le=31)] | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> SelfReadWindow:
+        ranged = self.from_day is not None or self.to_day is not None
+        if (self.last_days is None) == (not ranged) or (
+                ranged and (self.from_day is None or self.to_day is None)):
+            raise _Fixable("give either last_days, or from_day and to_day",
+                           "e.g. { last_days = 7 } or { from_day = 1, to_day = 5 }")
+        return self
+
+
+class SelfReadsSection(_Model):
+    """Customer self-reads (manual meters). Windows are judged on the local date of the
+    submission, in the meter's timezone (else the gateway's)."""
+
+    #: When self-reads are taken; empty: any day.
+    windows: list[SelfReadWindow] = []
+
+
+def _protocol(meter: Any) -> str:
+    """Which meter model a [[meters]] entry is: by its protocol, modbus_tcp if none."""
+    protocol = meter.get("protocol", "modbus_tcp") if isinstance(meter, dict) else getattr(
+        meter, "protocol", "modbus_tcp")
+    return protocol if isinstance(protocol, str) else repr(protocol)
+
+
+#: The protocols a meter may name, each with its model (the tag pydantic reports).
+METER_PROTOCOLS = ("modbus_tcp", "manual")
+AnyMeter = MeterConfig | ManualMeterConfig
+_MeterEntry = Annotated[
+    Annotated[MeterConfig, Tag("modbus_tcp")] | Annotated[ManualMeterConfig, Tag("manual")],
+    Discriminator(_protocol),
+]
+
+
 class Settings(_Model):
     gateway: GatewaySection = GatewaySection()
     store: StoreSection = StoreSection()
     api: ApiSection = ApiSection()
     validation: ValidationSection = ValidationSection()
-    meters: list[MeterConfig] = []
+    self_reads: SelfReadsSection = SelfReadsSection()
+    meters: list[_MeterEntry] = []
 
     @field_validator("meters")
     @classmethod
-    def _unique(cls, meters: list[MeterConfig]) -> list[MeterConfig]:
+    def _unique(cls, meters: list[AnyMeter]) -> list[AnyMeter]:
         seen: set[str] = set()
         for m in meters:
             if m.meter_id in seen:
@@ -156,7 +289,7 @@ class Settings(_Model):
             seen.add(m.meter_id)
         return meters
 
-    def timezone_of(self, meter: MeterConfig) -> str:
+    def timezone_of(self, meter: AnyMeter) -> str:
         return meter.timezone or self.gateway.timezone
 
 
@@ -235,12 +368,39 @@ def key_path(loc: tuple[int | str, ...], data: Any = None) -> str:
     return out
 
 
+def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The key path without the meter model's tag pydantic puts after ``meters[i]``."""
+    return tuple(part for i, part in enumerate(loc)
+                 if not (part in METER_PROTOCOLS and i >= 2 and loc[i - 2] == "meters"
+                         and isinstance(loc[i - 1], int)))
+
+
+def _manual_fix(kind: str, key: str, fix: str) -> str:
+    if kind == "extra_forbidden" and key in MeterConfig.model_fields:
+        return ("a manual meter is not polled and has no device profile: remove it, or set "
+                'protocol = "modbus_tcp"')
+    if kind == "missing" and key == "max_power_w":
+        return ("set max_power_w to the meter's maximum rating in W: self-reads are judged "
+                "by it (e.g. 24000 for a 100 A, 240 V service)")
+    return fix
+
+
 def problems_of(exc: ValidationError, file: Path, data: Any) -> list[ConfigError]:
     problems = []
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "see the configuration reference in the README")
-        problems.append(ConfigError(msg, file=file, key=key_path(err["loc"], data), fix=fix))
+        loc = _untagged(err["loc"])
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, _Fixable):
+            fix = cause.fix
+        if err["type"] == "union_tag_invalid":  # an unknown [[meters]] protocol
+            loc = (*loc, "protocol")
+            msg = f"no meter protocol {err['ctx']['tag']}"
+            fix = f"use one of: {', '.join(METER_PROTOCOLS)}"
+        elif "manual" in err["loc"][2:3]:
+            fix = _manual_fix(err["type"], str(loc[-1]), fix)
+        problems.append(ConfigError(msg, file=file, key=key_path(loc, data), fix=fix))
     return problems
 
 

@@ -29,7 +29,8 @@ def cli(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]
 def test_check_accepts_the_example_config() -> None:
     done = cli("check", "--config", "config/gateway.example.toml")
     assert done.returncode == 0, done.stderr
-    assert "valid: 2 meter(s)" in done.stdout
+    assert "valid: 3 meter(s) (1 manual)" in done.stdout
+    assert "manual meter ACME-0101: not polled, takes self-reads" in done.stdout
 
 
 def test_check_reports_every_problem_with_file_key_and_fix(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_example_config_loads() -> None:
     cfg = load_config(Path("config/gateway.example.toml"))
-    assert [m.meter_id for m in cfg.settings.meters] == ["ACME-0001", "ACME-0002"]
+    assert [m.meter_id for m in cfg.settings.meters] == ["ACME-0001", "ACME-0002", "ACME-0101"]
     assert cfg.settings.timezone_of(cfg.settings.meters[1]) == "America/Denver"
     assert cfg.store_path == cfg.data_dir / "store.db"
 

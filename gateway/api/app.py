@@ -21,6 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from gateway.api.feed import feed_router
 from gateway.api.operator import operator_router
 from gateway.api.schemas import Health
+from gateway.api.selfread import selfread_router
+from gateway.ingest.selfread import SelfReads
 from gateway.store import Store
 from gateway.validation.daily import DailyLimits
 
@@ -44,6 +46,7 @@ _PAGE_HEADERS = {
 def create_app(
     store: Store, *, title: str = "ami-gateway", default_channel: str = "1.0.1.8.0.255",
     operator_token: str | None = None,
+    self_reads: SelfReads | None = None,
     daily_limits: Mapping[str, DailyLimits] | None = None,
 ) -> FastAPI:
     """The portal app. ``daily_limits`` are each meter's daily usage checks (from the
@@ -58,6 +61,8 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _explain_validation)
     app.include_router(feed_router(store, default_channel, daily_limits))
     app.include_router(operator_router(store, default_channel, operator_token))
+    if self_reads is not None:  # manual meters' readings (gateway.api.selfread)
+        app.include_router(selfread_router(self_reads, operator_token))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get(

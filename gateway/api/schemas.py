@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from gateway.api.rates import TotalDay
 from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
@@ -269,3 +269,54 @@ def rates_day_out(day: TotalDay, unit: Unit) -> RatesDay:
     return RatesDay(date=day.day, value=day.value, value_kwh=kwh(day.value, unit),
                     unit=unit.value, quality=quality_out(day), checks=list(day.checks),
                     rates=rates, total_register=register)
+
+
+class SelfReadIn(_Out):
+    """A register reading typed in by a customer (or by the portal on their behalf)."""
+
+    value: str | int = Field(
+        description="The register as its dials show it, in the register's unit. A string "
+                    "or a JSON number, read exactly as a decimal (00030 is 30); NaN, "
+                    "Infinity and exponents are refused.",
+        examples=["12345.6"])
+    channel: str | None = Field(
+        default=None, description="Register (OBIS code); default the meter's first register.")
+    at: AwareDatetime | None = Field(
+        default=None, description="When the dials showed it: ISO 8601 with an offset; "
+                                  "default the time of submission.")
+    source: str | None = Field(default=None, max_length=100,
+                               description="Where it was typed in (e.g. portal, phone).")
+    submitted_by: str | None = Field(default=None, max_length=100,
+                                     description="Who typed it in; kept in the audit.")
+
+
+class Rollover(_Out):
+    previous: str = Field(description="The previous reading, register unit.")
+    value: str = Field(description="This reading, after the register wrapped.")
+    consumption: str = Field(description="Used between the two, across the wrap.")
+
+
+class SelfReadOut(_Out):
+    meter_id: str
+    channel: str
+    at: datetime = Field(description="When the reading was taken, UTC.")
+    value: str = Field(description="The reading as recorded (exact decimal string).")
+    unit: str = Field(description="The register's unit, e.g. kWh.")
+    status: Literal["recorded", "already_recorded"]
+    outcome: Literal["baseline", "continued", "rollover", "duplicate"]
+    message: str
+    consumption: str | None = Field(
+        description="Used since the previous reading, register unit; null for the first.")
+    previous_at: datetime | None
+    previous_value: str | None
+    rollover: Rollover | None
+    flags: list[str] = Field(description="Rules that fired on the reading and the intervals "
+                                         "it completed (gap_spanned: estimates between reads).")
+    quality: QualityCode | None = Field(
+        description="Quality of the intervals it completed; null when it completed none.")
+    intervals: int = Field(description="Intervals completed and stored by this reading.")
+
+
+class SelfReadProblem(_Out):
+    error: str = Field(description="Stable machine code, e.g. lower_than_last.")
+    message: str = Field(description="What was wrong, for a person.")

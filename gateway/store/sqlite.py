@@ -20,8 +20,9 @@ reader (WAL lets the portal read while a batch is being written).
 from __future__ import annotations
 
 import asyncio
+import copy
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -231,6 +232,9 @@ class SqliteStore:
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._by_key: dict[tuple[str, str], _Series] = {}
+        # Set on a view made by guarded(): the write's compare-and-swap and extra events.
+        self._expect: list[tuple[int, bytes | None]] = []
+        self._also: tuple[SeriesEventRecord, ...] = ()
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -383,6 +387,28 @@ class SqliteStore:
 
         return await self._read(q)
 
+    async def cursor(self, meter_id: str, channel: str) -> bytes | None:
+        """One series' saved cursor, or None when none was saved yet."""
+        sid = self._known(meter_id, channel).id
+
+        def q(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT state FROM cursor WHERE series = ?", (sid,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._read(q)
+
+    def guarded(self, expect: Mapping[tuple[str, str], bytes | None], *,
+                events: Sequence[SeriesEventRecord] = ()) -> SqliteStore:
+        """This store for a compare-and-swap write: ``write_intervals`` on the view commits
+        only while each series' saved cursor is still ``expect[series]`` (None: none
+        saved), and adds ``events`` to the write. If another process wrote one of those
+        series meanwhile, the write raises a retryable ``SinkError`` and changes nothing.
+        The view shares this store's connections: do not open or close it."""
+        view = copy.copy(self)
+        view._expect = [(self._known(m, c).id, state) for (m, c), state in expect.items()]
+        view._also = tuple(events)
+        return view
+
     async def quarantined(self, limit: int = 100) -> list[QuarantineItem]:
         def q(conn: sqlite3.Connection) -> list[QuarantineItem]:
             cur = conn.execute(
@@ -491,6 +517,8 @@ class SqliteStore:
         quarantine: Sequence[QuarantineItem] = (),
         events: Sequence[SeriesEventRecord] = (),
     ) -> WriteResult:
+        if self._also:
+            events = [*events, *self._also]
         if not batch and not cursors and not quarantine and not events:
             return WriteResult()
         grouped = self._rows(batch)
@@ -499,7 +527,8 @@ class SqliteStore:
             (_ms(q.at), q.source, q.meter_id, q.channel, q.payload, q.reason) for q in quarantine
         ]
         notes = [(_ms(e.at), e.kind, e.meter_id, e.channel, e.payload, e.reason) for e in events]
-        return await self._write(lambda c: _write(c, grouped, states, held, notes))
+        expect = self._expect
+        return await self._write(lambda c: _write(c, grouped, states, held, notes, expect))
 
     async def intervals(
         self, meter_id: str, channel: str, start: datetime, end: datetime
@@ -607,6 +636,7 @@ def _write(
     states: list[tuple[int, bytes]],
     held: list[tuple[int, str, str, str, str, str]],
     notes: list[tuple[int, str, str, str, str, str]],
+    expect: Sequence[tuple[int, bytes | None]] = (),
 ) -> WriteResult:
     """One transaction: insert new intervals, replace changed ones (keeping the old
     version in interval_history), recompute the rollup of every touched day, save the
@@ -620,6 +650,11 @@ def _write(
     rows = [row for series_rows in grouped.values() for row in series_rows]
     conn.execute("BEGIN IMMEDIATE")
     try:
+        for sid, state in expect:  # see SqliteStore.guarded
+            row = conn.execute("SELECT state FROM cursor WHERE series = ?", (sid,)).fetchone()
+            if (None if row is None else bytes(row[0])) != state:
+                raise SinkError("the series was written by another process meanwhile; "
+                                "nothing was changed", retryable=True)
         before = conn.total_changes
         if rows:
             conn.execute(_INSERT_JSON, (_json(rows).decode(),))
