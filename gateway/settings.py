@@ -119,6 +119,15 @@ class ValidationSection(_Model):
     max_gap_s: Annotated[int, Field(gt=0)] = 1800
     #: A timestamp this far past the gateway clock is flagged as in the future.
     future_tolerance_s: Annotated[int, Field(ge=0)] = 120
+    #: Gaps at least this long (s) take the shape of a reference day instead of an even
+    #: spread (ESPI code 8 instead of 9); unset: every gap is spread evenly.
+    reference_day_after_s: Annotated[int, Field(gt=0)] | None = None
+    #: The reference: the same weekday a week before (then two...), or the day before.
+    reference_day: Literal["same_weekday", "previous_day"] = "same_weekday"
+    #: How many earlier days to try, nearest first, for one that is fully measured.
+    reference_candidates: Annotated[int, Field(ge=1, le=8)] = 4
+    #: How long a gap stays open to late reads (a catch-up) that replace its estimates.
+    backfill_window_days: Annotated[int, Field(ge=0, le=400)] = 35
     rules: RulesSection = RulesSection()
 
 

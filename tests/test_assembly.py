@@ -104,3 +104,23 @@ def test_a_bad_daily_limit_names_its_key(tmp_path: Path, rules: str, key: str) -
         assemble(load_config(cfg))
     [problem] = err.value.problems
     assert problem.key == f"meters[0](meter_id=M1).rules.{key}" and problem.fix
+
+
+def test_estimation_settings_reach_every_series(tmp_path: Path) -> None:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[validation]\nreference_day_after_s = 7200\nreference_day = "previous_day"\n'
+                   'reference_candidates = 2\nbackfill_window_days = 10\n'
+                   '[[meters]]\nmeter_id = "M1"\nprofile = "eastron_sdm120"\nhost = "127.0.0.1"\n')
+    series = [s for s, _ in assemble(load_config(cfg)).series()]
+    assert series and all(
+        (s.reference_day_after_s, s.reference_day, s.reference_candidates,
+         s.backfill_window_s) == (7200, "previous_day", 2, 10 * 86_400) for s in series)
+    default = tmp_path / "default.toml"
+    default.write_text('[[meters]]\nmeter_id = "M1"\nprofile = "eastron_sdm120"\n'
+                       'host = "127.0.0.1"\n')
+    assert all(s.reference_day_after_s is None
+               for s, _ in assemble(load_config(default)).series())
+    cfg.write_text('[validation]\nreference_day = "last_tuesday"\n')
+    with pytest.raises(ConfigInvalid) as err:
+        load_config(cfg)
+    assert "reference_day" in str(err.value)
