@@ -5,7 +5,9 @@ registers follow a seeded load curve on an accelerated clock shared with the gat
 One meter is a 16-bit pulse counter that wraps every 65.5 kWh (de-rollover at work)
 and is swapped for a new meter halfway through (a meter exchange: the day shows as
 incomplete, `ami-gateway audit --events` tells what happened); one drops off the bus
-for a few hours every sixth day (the gap shows as estimated intervals on the graph).
+for a few hours every sixth day (the gap shows as estimated intervals on the graph);
+one is a two-rate meter whose day register counts from 07:00 to 23:00 local time and
+its night register the rest (the page stacks the two rates under their total).
 The config the demo runs with is written to the data folder, so every other command can
 be tried on the demo's store.
 """
@@ -30,7 +32,7 @@ from gateway.clock import ScaledClock
 from gateway.errors import ConfigError
 from gateway.profiles import load_profile, load_profiles
 from gateway.settings import DEFAULT_PROFILES_DIR, load_config
-from gateway.sim import LoadShape, MeterSpec, SimulatedMeter, serve_meters
+from gateway.sim import LoadShape, MeterSpec, SimulatedMeter, TariffSchedule, serve_meters
 
 TIMEZONE = "America/Chicago"
 POLL_S = 300
@@ -73,21 +75,86 @@ kind = "identity"
 """
 
 
+_TWO_RATE = """\
+# Demo-only: a made-up two-rate (day/night) meter, not a real device's register map (the
+# bundled profiles in config/devices are real devices, each citing its register table).
+# Its total active import and its two tariff registers are 32-bit Wh counters in
+# holding registers; the meter switches tariffs by its own clock: tariff 1 (day rate)
+# from 07:00 to 23:00 local time, tariff 2 (night rate) otherwise. Each register is
+# its own channel (series); the total register is the sum of the two.
+manufacturer = "Demo"
+model = "Two-rate meter (day/night), 32-bit Wh registers"
+source = "demo device: uint32 Wh holding registers: total 0, day 2, night 4; power 6; serial 8"
+max_power_w = 15000
+table = "holding"
+
+[[points]]
+channel = "1.0.1.8.0.255"
+address = 0
+type = "uint32"
+unit = "Wh"
+kind = "cumulative"
+rollover = { bits = 32 }
+
+[[points]]
+channel = "1.0.1.8.1.255"
+address = 2
+type = "uint32"
+unit = "Wh"
+kind = "cumulative"
+rollover = { bits = 32 }
+
+[[points]]
+channel = "1.0.1.8.2.255"
+address = 4
+type = "uint32"
+unit = "Wh"
+kind = "cumulative"
+rollover = { bits = 32 }
+
+[[points]]
+channel = "1.0.16.7.0.255"
+address = 6
+type = "int32"
+unit = "W"
+kind = "instant"
+
+[[points]]
+channel = "0.0.96.1.0.255"
+address = 8
+type = "uint32"
+unit = "count"
+kind = "identity"
+"""
+
+#: DEMO-3001's tariff switch: day rate 07:00-23:00 local time, night rate otherwise.
+TWO_RATE = TariffSchedule(tz=TIMEZONE, day_from_hour=7, day_to_hour=23)
+#: DEMO-3001's daily usage checks (see [meters.rules] in the config the demo writes).
+#: It uses about 70 kWh a day (an electric car charging in the evening): a few days in a
+#: month go above this limit.
+TWO_RATE_DAILY_HIGH_WH = 71_000
+
+
 def _specs(profiles_dir: Path) -> list[MeterSpec]:
     profiles = load_profiles(profiles_dir)
     return [
         MeterSpec(meter_id="DEMO-1001", profile=profiles["eastron_sdm630"], seed=11,
-                  start_energy_wh=48_215_300,
+                  start_energy_wh=48_215_300, serial=21_000_101,
                   shape=LoadShape(base_w=400, peak_w=5200, tz=TIMEZONE)),
         MeterSpec(meter_id="DEMO-1002", profile=profiles["eastron_sdm120"], seed=12,
-                  start_energy_wh=7_902_410,
+                  start_energy_wh=7_902_410, serial=12_000_102,
                   shape=LoadShape(base_w=150, peak_w=2600, tz=TIMEZONE)),
         MeterSpec(meter_id="DEMO-1003", profile=profiles["eastron_sdm630"], seed=13,
-                  start_energy_wh=152_004_000,
+                  start_energy_wh=152_004_000, serial=21_000_103,
                   shape=LoadShape(base_w=1800, peak_w=9000, tz=TIMEZONE)),
         MeterSpec(meter_id="DEMO-2001", profile=profiles["demo_pulse16"], seed=21,
                   start_energy_wh=61_000, serial=SERIAL_BEFORE,
                   shape=LoadShape(base_w=600, peak_w=6500, tz=TIMEZONE)),
+        MeterSpec(meter_id="DEMO-3001", profile=profiles["demo_two_rate"], seed=31,
+                  start_energy_wh=3_456_789, start_night_wh=1_234_567, serial=30_000_301,
+                  tariffs=TWO_RATE,
+                  shape=LoadShape(base_w=500, peak_w=7000, spike_permille=40, spike_w=3500,
+                                  tz=TIMEZONE)),
     ]
 
 
@@ -119,6 +186,9 @@ def _config_text(meters: list[SimulatedMeter], port: int) -> str:
             f"unit_id = {m.device_id}", f"poll_interval_s = {POLL_S}", "timeout_s = 1.0",
             "inter_request_ms = 0  # simulated meters need no pause between requests",
         ]
+        if m.spec.tariffs is not None:
+            lines += ["[meters.rules]  # judged on complete local days in the daily view",
+                      f"daily_high_wh = {TWO_RATE_DAILY_HIGH_WH}"]
     return "\n".join(lines) + "\n"
 
 
@@ -146,7 +216,10 @@ def _prepare(data_dir: Path) -> tuple[Path, Path]:
     shutil.rmtree(devices, ignore_errors=True)
     shutil.copytree(DEFAULT_PROFILES_DIR, devices)
     (devices / "demo_pulse16.toml").write_text(_PULSE16)
-    load_profile(devices / "demo_pulse16.toml")  # fail early if the demo profile is wrong
+    (devices / "demo_two_rate.toml").write_text(_TWO_RATE)
+    # Fail early if a demo profile is wrong.
+    load_profile(devices / "demo_pulse16.toml")
+    load_profile(devices / "demo_two_rate.toml")
     return data_dir, devices
 
 

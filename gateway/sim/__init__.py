@@ -23,7 +23,8 @@ computed from the shared clock at every request::
             exact_wh = meter.true_energy_wh(clock.now())
 """
 
-from gateway.sim.load import Load, LoadShape, MeterModel
+from gateway.sim.load import Load, LoadShape, MeterModel, TariffSchedule
 from gateway.sim.modbus_meter import MeterSpec, SimulatedMeter, serve_meters
 
-__all__ = ["Load", "LoadShape", "MeterModel", "MeterSpec", "SimulatedMeter", "serve_meters"]
+__all__ = ["Load", "LoadShape", "MeterModel", "MeterSpec", "SimulatedMeter", "TariffSchedule",
+           "serve_meters"]

@@ -19,7 +19,8 @@ from decimal import Decimal
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
-__all__ = ["DEFAULT_CURVE", "Instant", "Load", "LoadShape", "MeterModel", "PhaseValues"]
+__all__ = ["DEFAULT_CURVE", "Instant", "Load", "LoadShape", "MeterModel", "PhaseValues",
+           "TariffSchedule"]
 
 #: Share of (peak - base) at the start of each local hour, in permille.
 DEFAULT_CURVE = (
@@ -62,6 +63,43 @@ class LoadShape:
             raise ValueError("curve needs one value per hour (24)")
         if not 0 <= self.base_w <= self.peak_w:
             raise ValueError("need 0 <= base_w <= peak_w")
+
+
+@dataclass(frozen=True, slots=True)
+class TariffSchedule:
+    """A two-rate meter's switch: tariff 1 (the day rate) counts from ``day_from_hour``
+    to ``day_to_hour`` local time, tariff 2 (the night rate) the rest of the day. Local
+    time follows the zone's DST, so a 23-hour day has one night hour less."""
+
+    tz: str = "UTC"
+    day_from_hour: int = 7
+    day_to_hour: int = 23
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.day_from_hour < self.day_to_hour <= 24:
+            raise ValueError("need 0 <= day_from_hour < day_to_hour <= 24")
+
+    def tariff(self, local_minute_of_day: int) -> int:
+        """1 or 2 for a minute of the local day (0-1439)."""
+        return 1 if self.day_from_hour * 60 <= local_minute_of_day < self.day_to_hour * 60 \
+            else 2
+
+
+class _ZoneOffsets:
+    """A zone's UTC offset in minutes per Unix hour, cached (offsets change on hours)."""
+
+    def __init__(self, tz: str) -> None:
+        self._zone = ZoneInfo(tz)
+        self._by_hour: dict[int, int] = {}
+
+    def minutes(self, hour: int) -> int:
+        offset = self._by_hour.get(hour)
+        if offset is None:
+            moment = datetime.fromtimestamp(hour * 3600, UTC).astimezone(self._zone)
+            delta = moment.utcoffset()
+            offset = int(delta.total_seconds()) // 60 if delta is not None else 0
+            self._by_hour[hour] = offset
+        return offset
 
 
 class Load:
@@ -124,7 +162,8 @@ class MeterModel:
     """One meter on one household: energy since ``epoch`` and instant values."""
 
     def __init__(self, load: Load, epoch: datetime, *, start_energy_wh: int = 0,
-                 phases: int = 1) -> None:
+                 phases: int = 1, tariffs: TariffSchedule | None = None,
+                 start_tariff_wh: tuple[int, int] = (0, 0)) -> None:
         if epoch.utcoffset() is None:
             raise ValueError("epoch must be timezone-aware")
         if phases not in (1, 3):
@@ -137,6 +176,11 @@ class MeterModel:
         self._hour0 = self._epoch_s // 3600
         #: Joules from the start of hour0 to the start of hour0 + k.
         self._prefix = [0]
+        self.tariffs = tariffs
+        self.start_tariff_wh = start_tariff_wh
+        self._tariff_zone = _ZoneOffsets(tariffs.tz) if tariffs is not None else None
+        #: Joules on (tariff 1, tariff 2) from the start of hour0 to hour0 + k.
+        self._tariff_prefix: list[tuple[int, int]] = [(0, 0)]
 
     def energy_j(self, at: datetime) -> int:
         """Joules since the epoch, counted once per whole second (0 before the epoch)."""
@@ -148,6 +192,51 @@ class MeterModel:
     def true_energy_wh(self, at: datetime) -> int:
         """The meter's energy register in whole Wh at ``at``: exact and reproducible."""
         return self.start_energy_wh + self.energy_j(at) // 3600
+
+    def tariff_energy_wh(self, at: datetime) -> tuple[int, int]:
+        """A two-rate meter's (day, night) registers in whole Wh at ``at``: each counts
+        the joules of its own minutes, so their sum is the meter's total register."""
+        if self.tariffs is None:
+            raise ValueError("this meter has no tariff schedule")
+        now_s = _seconds(at)
+        day, night = self.start_tariff_wh
+        if now_s <= self._epoch_s:
+            return day, night
+        now_j, epoch_j = self._tariff_j(now_s), self._epoch_tariff_j
+        return day + (now_j[0] - epoch_j[0]) // 3600, night + (now_j[1] - epoch_j[1]) // 3600
+
+    @cached_property
+    def _epoch_tariff_j(self) -> tuple[int, int]:
+        return self._tariff_j(self._epoch_s)
+
+    def _tariff_of_minute(self, minute: int) -> int:
+        assert self.tariffs is not None and self._tariff_zone is not None
+        local = minute + self._tariff_zone.minutes(minute // 60)
+        return self.tariffs.tariff(local % 1440)
+
+    def _hour_tariff_j(self, hour: int) -> tuple[int, int]:
+        split = [0, 0, 0]
+        power = self.load.power_w
+        for minute in range(hour * 60, hour * 60 + 60):
+            split[self._tariff_of_minute(minute)] += 60 * power(minute)
+        return split[1], split[2]
+
+    def _tariff_j(self, second: int) -> tuple[int, int]:
+        hour, within = divmod(second - self._hour0 * 3600, 3600)
+        prefix = self._tariff_prefix
+        while len(prefix) <= hour:
+            k = len(prefix) - 1
+            one, two = self._hour_tariff_j(self._hour0 + k)
+            prefix.append((prefix[k][0] + one, prefix[k][1] + two))
+        split = [0, *prefix[hour]]
+        first_minute = (self._hour0 + hour) * 60
+        minutes, seconds = divmod(within, 60)
+        power = self.load.power_w
+        for minute in range(first_minute, first_minute + minutes):
+            split[self._tariff_of_minute(minute)] += 60 * power(minute)
+        last = first_minute + minutes
+        split[self._tariff_of_minute(last)] += seconds * power(last)
+        return split[1], split[2]
 
     def instant(self, at: datetime) -> Instant:
         """Instant values during the minute that contains ``at``."""

@@ -29,7 +29,7 @@ from gateway.clock import Clock
 from gateway.drivers.modbus.decode import decode, encode
 from gateway.model import SERIAL_NUMBER
 from gateway.profiles import DeviceProfile, Table
-from gateway.sim.load import Instant, Load, LoadShape, MeterModel
+from gateway.sim.load import Instant, Load, LoadShape, MeterModel, TariffSchedule
 
 __all__ = ["MeterSpec", "SimulatedMeter", "serve_meters"]
 
@@ -54,10 +54,18 @@ class MeterSpec:
     port: int = 0
     #: The serial number the meter reports (its identity point, if the profile has one).
     serial: int = 0
+    #: A two-rate meter: its day (1.0.1.8.1.255) and night (1.0.1.8.2.255) registers
+    #: count by this schedule, and its total register (1.0.1.8.0.255) is their sum.
+    tariffs: TariffSchedule | None = None
+    #: Of ``start_energy_wh``, the share already on the night register.
+    start_night_wh: int = 0
 
 
-def _quantities(energy_wh: int, now: Instant, serial: int = 0) -> dict[str, Decimal]:
+def _quantities(energy_wh: int, now: Instant, serial: int = 0,
+                tariff_wh: tuple[int, int] | None = None) -> dict[str, Decimal]:
     """Channel -> value in the base unit (W, Wh, V, A, Hz, PF; the serial number)."""
+    if tariff_wh is not None:
+        energy_wh = sum(tariff_wh)
     energy = Decimal(energy_wh)
     values = {
         SERIAL_NUMBER: Decimal(serial),
@@ -76,6 +84,8 @@ def _quantities(energy_wh: int, now: Instant, serial: int = 0) -> dict[str, Deci
         values[f"1.0.{base + 13}.7.0.255"] = phase.power_factor
         values[f"1.0.{base + 16}.7.0.255"] = Decimal(phase.power_w)
         values[f"1.0.{base + 1}.7.0.255"] = Decimal(phase.power_w)
+    if tariff_wh is not None:
+        values["1.0.1.8.1.255"], values["1.0.1.8.2.255"] = map(Decimal, tariff_wh)
     return values
 
 
@@ -88,8 +98,8 @@ class SimulatedMeter:
         self.port = spec.port
         self._clock = clock
         phases = 3 if _THREE_PHASE & {p.channel for p in spec.profile.points} else 1
-        self.model = MeterModel(Load(spec.shape, spec.seed), spec.epoch or clock.now(),
-                                start_energy_wh=spec.start_energy_wh, phases=phases)
+        self.model = self._model(spec.epoch or clock.now(), spec.start_energy_wh,
+                                 spec.start_night_wh, phases)
         self._phases = phases
         self.serial = spec.serial
         self._points = {p.channel: p for p in spec.profile.points}
@@ -112,14 +122,29 @@ class SimulatedMeter:
     def profile(self) -> DeviceProfile:
         return self.spec.profile
 
+    def _model(self, epoch: datetime, start_wh: int, start_night_wh: int,
+               phases: int) -> MeterModel:
+        spec = self.spec
+        return MeterModel(Load(spec.shape, spec.seed), epoch, start_energy_wh=start_wh,
+                          phases=phases, tariffs=spec.tariffs,
+                          start_tariff_wh=(start_wh - start_night_wh, start_night_wh))
+
     def true_energy_wh(self, at: datetime) -> int:
-        """Exact energy in Wh at ``at`` (before any register wrap)."""
+        """Exact energy in Wh at ``at`` (before any register wrap); on a two-rate meter,
+        the sum of its tariff registers."""
+        if self.spec.tariffs is not None:
+            return sum(self.model.tariff_energy_wh(at))
         return self.model.true_energy_wh(at)
+
+    def _values(self, at: datetime) -> dict[str, Decimal]:
+        tariffs = self.model.tariff_energy_wh(at) if self.spec.tariffs is not None else None
+        return _quantities(self.model.true_energy_wh(at), self.model.instant(at), self.serial,
+                           tariffs)
 
     def true_value(self, channel: str, at: datetime) -> Decimal:
         """The exact value a point stands for at ``at``, in its unit, wrapped if it rolls over."""
         point = self._points[channel]
-        base = _quantities(self.model.true_energy_wh(at), self.model.instant(at), self.serial)
+        base = self._values(at)
         value = base.get(channel, Decimal(0)) / point.unit.factor
         modulus = point.rollover_modulus
         return value % modulus if modulus is not None else value
@@ -131,7 +156,7 @@ class SimulatedMeter:
 
     def registers(self, table: Table, at: datetime) -> dict[int, int]:
         """Address -> register word of every mapped register of ``table`` at ``at``."""
-        base = _quantities(self.model.true_energy_wh(at), self.model.instant(at), self.serial)
+        base = self._values(at)
         words: dict[int, int] = {}
         for point in self.spec.profile.points:
             if point.table != table:
@@ -148,8 +173,7 @@ class SimulatedMeter:
         """An installer swaps the meter at ``at``: a new serial number and a new register
         starting at ``start_energy_wh``, on the same household's load."""
         self.serial = serial
-        self.model = MeterModel(Load(self.spec.shape, self.spec.seed), at,
-                                start_energy_wh=start_energy_wh, phases=self._phases)
+        self.model = self._model(at, start_energy_wh, 0, self._phases)
 
     def fail_with(self, code: int | None) -> None:
         """Answer every request with Modbus exception ``code`` (6: busy); None to stop."""

@@ -25,6 +25,7 @@ from gateway.api import create_app
 from gateway.model import IntervalReading, MeterStatus, Quality, Unit
 from gateway.store import SeriesInfo
 from gateway.store.sqlite import SqliteStore
+from gateway.validation.daily import DailyLimits
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -104,6 +105,68 @@ METER_EMPTY = MeterSeed(
 SEEDS = (METER_A, METER_B, METER_EMPTY)
 
 
+@dataclass(frozen=True)
+class TwoRateSeed:
+    """A two-rate meter's days back 1-10 and the first ten hours of today: day rate
+    (tariff 1) from 07:00 to 23:00 local time, night rate (tariff 2) otherwise, and the
+    total register; one day of three times the usage, above its daily high limit."""
+
+    meter_id: str = "M-5005"
+    timezone: str = "America/Chicago"
+    heavy_back: int = 4
+    daily_high_wh: int = 20_000
+    channels: tuple[str, str, str] = ("1.0.1.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255")
+
+    @property
+    def today(self) -> date:
+        return datetime.now(ZoneInfo(self.timezone)).date()
+
+    def day(self, back: int) -> date:
+        return self.today - timedelta(days=back)
+
+    def usage(self, back: int, i: int) -> int:
+        wh = 90 + (back * 31 + i * 13) % 160
+        return 3 * wh if back == self.heavy_back else wh
+
+    def intervals(self, back: int) -> list[IntervalReading]:
+        tz = ZoneInfo(self.timezone)
+        day = self.day(back)
+        nxt = day + timedelta(days=1)
+        start = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+        end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).astimezone(UTC)
+        out: list[IntervalReading] = []
+        i = 0
+        while start < end and not (back == 0 and i >= 40):
+            tariff = 1 if 7 <= start.astimezone(tz).hour < 23 else 2
+            wh = self.usage(back, i)
+            for k, channel in enumerate(self.channels):
+                value = wh if k in (0, tariff) else 0
+                out.append(IntervalReading(meter_id=self.meter_id, channel=channel,
+                                           start=start, length_s=900, value=value,
+                                           unit=Unit.WH))
+            start += timedelta(minutes=15)
+            i += 1
+        return out
+
+    def total_wh(self, back: int, tariff: int = 0) -> int:
+        channel = self.channels[tariff]
+        return sum(iv.value for iv in self.intervals(back) if iv.channel == channel)
+
+
+TWO_RATE = TwoRateSeed()
+
+
+async def seed_two_rate(store: SqliteStore, seed: TwoRateSeed) -> None:
+    for channel in seed.channels:
+        await store.register_series(SeriesInfo(
+            meter_id=seed.meter_id, channel=channel, unit=Unit.WH, interval_s=900,
+            timezone=seed.timezone))
+    await store.write_intervals([iv for back in range(11) for iv in seed.intervals(back)])
+    await store.set_meter_status(MeterStatus(
+        meter_id=seed.meter_id, timezone=seed.timezone, status="ok",
+        last_read_at=datetime.now(UTC), protocol="modbus", profile="demo_two_rate"))
+
+
 async def seed(store: SqliteStore, seeds: tuple[MeterSeed, ...]) -> None:
     for s in seeds:
         await store.register_series(SeriesInfo(
@@ -178,7 +241,10 @@ class PortalServer:
         await self.store.open()
         try:
             await seed(self.store, SEEDS)
-            config = uvicorn.Config(create_app(self.store), log_level="warning", lifespan="off")
+            await seed_two_rate(self.store, TWO_RATE)
+            app = create_app(self.store, daily_limits={
+                TWO_RATE.meter_id: DailyLimits(high_wh=TWO_RATE.daily_high_wh)})
+            config = uvicorn.Config(app, log_level="warning", lifespan="off")
             self._server = _Server(config, self._ready)
             await self._server.serve(sockets=[self._sock])
         finally:

@@ -97,3 +97,25 @@ def test_instant_values_agree_with_power() -> None:
         assert 0 <= now.neutral_current_a <= max(p.current_a for p in now.phases)
         assert Decimal("49.95") <= now.frequency_hz <= Decimal("50.05")
         assert model.instant(at) == now  # constant within the minute
+
+
+def test_tariff_registers_split_the_energy_by_local_time() -> None:
+    from zoneinfo import ZoneInfo
+
+    from gateway.sim import TariffSchedule
+
+    tz = ZoneInfo("Asia/Kolkata")  # +05:30: the 07:00 switch falls mid-way through a UTC hour
+    day = datetime(2026, 6, 1, tzinfo=tz)
+    model = MeterModel(Load(LoadShape(tz="Asia/Kolkata"), 6), day.astimezone(UTC),
+                       start_energy_wh=900, tariffs=TariffSchedule(tz="Asia/Kolkata"),
+                       start_tariff_wh=(600, 300))
+    assert model.tariff_energy_wh(day) == (600, 300)
+    seven, eleven_pm = day.replace(hour=7), day.replace(hour=23)
+    # The day register stands still before 07:00, the night one from 07:00 to 23:00.
+    assert model.tariff_energy_wh(seven)[0] == 600
+    assert model.tariff_energy_wh(seven)[1] == model.tariff_energy_wh(eleven_pm)[1] > 300
+    end = day + timedelta(days=1)
+    day_wh, night_wh = model.tariff_energy_wh(end)
+    assert model.tariff_energy_wh(end - timedelta(minutes=30))[0] == day_wh
+    # Each register floors its own joules: the two together lose under 2 Wh to rounding.
+    assert 0 <= model.true_energy_wh(end) - (day_wh + night_wh) < 2

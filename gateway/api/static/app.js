@@ -59,6 +59,8 @@ function groupDigits(decimal) {
 
 const kwhText = (day) => (day.value_kwh !== null ? `${groupDigits(day.value_kwh)} kWh`
   : `${day.value} ${day.unit}`);
+const amountText = (value, valueKwh, unit) => (valueKwh !== null ? `${groupDigits(valueKwh)} kWh`
+  : `${value} ${unit}`);
 
 function niceScale(max, count = 5) {
   if (!(max > 0)) return { top: 1, step: 0.2 };
@@ -96,6 +98,27 @@ function notesOf(q) {
 
 const qualityText = (q) => notesOf(q).map(([, text]) => text).join("; ");
 
+// Daily usage checks (VEE, judged by the gateway on complete days): what each one means.
+const CHECKS = {
+  daily_high: "Usage check: above the daily high limit",
+  daily_low: "Usage check: below the daily low limit",
+  daily_history_high: "Usage check: far above the usual for recent days",
+  daily_history_low: "Usage check: far below the usual for recent days",
+};
+const checksOf = (day) => day.checks || [];
+const checkNotes = (day) => checksOf(day).map((name) => ["check", CHECKS[name] || `Usage check: ${name}`]);
+
+// Every note of a day: its quality, its usage checks, a total register that disagrees.
+function dayNotes(day) {
+  const notes = [...notesOf(day.quality), ...checkNotes(day)];
+  const reg = day.total_register;
+  if (reg && reg.mismatch !== null && reg.mismatch !== 0) {
+    notes.push(["mismatch", `Total register differs from the sum of the rates by ${reg.mismatch} ${day.unit}`]);
+  }
+  return notes;
+}
+const dayNotesText = (day) => dayNotes(day).map(([, text]) => text).join("; ");
+
 // ---------------------------------------------------------------- data
 
 async function getJSON(path) {
@@ -110,6 +133,19 @@ async function getJSON(path) {
 }
 
 const currentMeter = () => state.meters.find((m) => m.meter_id === state.meterId) || null;
+
+// A two-rate meter keeps its tariff registers (1.0.1.8.1.255 day, 1.0.1.8.2.255 night)
+// beside the total channel: the total's OBIS code with the tariff group (the fifth) 1-63.
+function tariffsOf(meter) {
+  const base = (state.defaultChannel || "").split(".");
+  if (base.length !== 6) return [];
+  return meter.channels.map((c) => c.channel).filter((name) => {
+    const parts = name.split(".");
+    const tariff = Number(parts[4]);
+    return parts.length === 6 && parts.slice(0, 4).join(".") === base.slice(0, 4).join(".")
+      && parts[5] === base[5] && Number.isInteger(tariff) && tariff >= 1 && tariff <= 63;
+  });
+}
 
 function channelOf(meter) {
   const names = meter.channels.map((c) => c.channel);
@@ -141,7 +177,33 @@ function marker(kind, cx, cy, r, parent) {
   if (kind === "questionable") {
     return el("path", { class: "mark-questionable", d: `M${cx} ${cy - r} L${cx + r * 1.1} ${cy + r * 0.9} L${cx - r * 1.1} ${cy + r * 0.9} Z` }, parent);
   }
+  if (kind === "check") {
+    return el("rect", { class: "mark-check", x: cx - r * 0.8, y: cy - r * 0.8, width: r * 1.6, height: r * 1.6 }, parent);
+  }
   return el("circle", { class: "mark-incomplete", cx, cy, r: r * 0.8 }, parent);
+}
+
+// The rates' legend entries (colour swatch and name), shown for a two-rate meter.
+function renderRateLegend(daily) {
+  const legend = $("legend");
+  legend.querySelectorAll(".legend-rate").forEach((n) => n.remove());
+  const stacked = Array.isArray(daily.rates);
+  $("legend-measured").hidden = stacked;
+  if (!stacked) return;
+  const items = daily.rates.map((rate, i) => {
+    const li = document.createElement("li");
+    li.className = "legend-rate";
+    li.dataset.channel = rate.channel;
+    const svg = el("svg", { class: "swatch", viewBox: "0 0 22 14", "aria-hidden": "true" });
+    el("rect", { class: `seg seg-${i % 4}`, x: 1, y: 1, width: 20, height: 12 }, svg);
+    li.append(svg, document.createTextNode(
+      `${rate.label} (${amountText(rate.total, rate.total_kwh, daily.unit)})`));
+    return li;
+  });
+  const total = document.createElement("li");
+  total.className = "legend-rate legend-total";
+  total.textContent = `Total: ${amountText(daily.total, daily.total_kwh, daily.unit)}`;
+  legend.prepend(...items, total);
 }
 
 // ---------------------------------------------------------------- chart
@@ -181,6 +243,8 @@ function render(daily, first, last) {
   $("chart-summary").textContent = summaryText(daily);
   $("legend").hidden = false;
   $("table-box").hidden = false;
+  renderRateLegend(daily);
+  const stacked = Array.isArray(daily.rates);
 
   const dates = daysBetween(first, last);
   const width = Math.max(320, $("plot").clientWidth || 800);
@@ -219,6 +283,7 @@ function render(daily, first, last) {
   });
 
   const bands = el("g", { class: "bands", "aria-hidden": "true" }, svg);
+  const segments = el("g", { class: "segments", "aria-hidden": "true" }, svg);
   const bars = el("g", {
     class: "bars", role: "group",
     "aria-label": "Daily usage bars. Use the arrow keys to move between days.",
@@ -233,13 +298,28 @@ function render(daily, first, last) {
     const x = m.left + band * (i + 0.5) - barW / 2;
     const barTop = Math.min(y(kwh), y(0) - 1.5); // a zero day still shows a sliver
     const mark = markOf(day.quality);
+    if (stacked) { // each rate's share, bottom up, in the order of the legend
+      let base = 0;
+      day.rates.forEach((rate, k) => {
+        const share = Math.max(Number(rate.value_kwh ?? rate.value), 0);
+        if (share <= 0) return;
+        const top = y(base + share);
+        el("rect", {
+          class: `seg seg-${k % 4}`, "data-date": d, "data-channel": rate.channel,
+          x, y: top, width: barW, height: Math.max(y(base) - top, 0),
+        }, segments);
+        base += share;
+      });
+    }
     // The whole column answers the pointer: thin bars in a 90-day view are hard to hit.
     const column = el("rect", { class: "day-band", "data-date": d, x: m.left + band * i, y: m.top, width: band, height: plotH }, bands);
+    const rateText = stacked ? ` total: ${day.rates.map((rate, k) => `${daily.rates[k].label} ${amountText(rate.value, rate.value_kwh, day.unit)}`).join(", ")}` : "";
     const bar = el("rect", {
-      class: `bar bar-${mark}`, x, y: barTop, width: barW, height: y(0) - barTop,
-      tabindex: d === focusDate ? 0 : -1, role: "img",
+      class: `bar bar-${mark}${stacked ? " bar-stack" : ""}`, x, y: barTop, width: barW,
+      height: y(0) - barTop, tabindex: d === focusDate ? 0 : -1, role: "img",
       "data-date": d, "data-mark": mark, "data-kwh": day.value_kwh ?? "",
-      "aria-label": `${fmtLong.format(asUTC(d))}: ${kwhText(day)}. ${qualityText(day.quality)}.`,
+      "data-checks": checksOf(day).join(" "),
+      "aria-label": `${fmtLong.format(asUTC(d))}: ${kwhText(day)}${rateText}. ${dayNotesText(day)}.`,
     }, bars);
     bar.addEventListener("mouseenter", () => showTooltip(d));
     bar.addEventListener("mouseleave", () => { if (document.activeElement !== bar) hideTooltip(); });
@@ -251,8 +331,8 @@ function render(daily, first, last) {
     // Markers stack above the bar: the day's severest note first.
     const r = Math.max(3.2, Math.min(6, barW / 2.2));
     let cy = barTop - r - 4;
-    for (const [kind] of notesOf(day.quality)) {
-      if (!["questionable", "estimated", "incomplete"].includes(kind)) continue;
+    for (const [kind] of [...notesOf(day.quality), ...checkNotes(day).slice(0, 1)]) {
+      if (!["questionable", "estimated", "incomplete", "check"].includes(kind)) continue;
       marker(kind, m.left + band * (i + 0.5), cy, r, marks).setAttribute("data-date", d);
       cy -= 2 * r + 3;
     }
@@ -280,19 +360,50 @@ function summaryText(daily) {
   parts.push(flagged ? `${flagged} day${flagged > 1 ? "s" : ""} with estimated or questionable readings`
     : "no estimated or questionable readings");
   if (incomplete) parts.push(`${incomplete} incomplete day${incomplete > 1 ? "s" : ""}`);
+  const checked = daily.days.filter((d) => checksOf(d).length).length;
+  if (checked) parts.push(`${checked} day${checked > 1 ? "s" : ""} failing a usage check`);
+  if (Array.isArray(daily.rates)) {
+    parts.push(daily.rates.map((r) => `${r.label} ${amountText(r.total, r.total_kwh, daily.unit)}`).join(", "));
+  }
   return `${parts.join(" · ")}.`;
+}
+
+function renderTableHead(daily) {
+  const unit = daily.total_kwh !== null ? "kWh" : daily.unit;
+  const heads = [["Date", ""]];
+  if (Array.isArray(daily.rates)) {
+    for (const rate of daily.rates) heads.push([`${rate.label} (${unit})`, "num"]);
+    heads.push([`Total (${unit})`, "num"]);
+  } else {
+    heads.push([`Usage (${unit})`, "num"]);
+  }
+  heads.push(["Readings", "num"], ["Quality", ""]);
+  const tr = document.createElement("tr");
+  for (const [content, cls] of heads) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = content;
+    if (cls) th.className = cls;
+    tr.appendChild(th);
+  }
+  $("table").tHead.replaceChildren(tr);
 }
 
 function renderTable(daily, range) {
   $("table-caption").textContent = `Daily usage of meter ${daily.meter_id}, ${range} (${daily.timezone} days)`;
+  renderTableHead(daily);
+  const figure = (value, valueKwh) => (valueKwh !== null ? groupDigits(valueKwh) : `${value} ${daily.unit}`);
   const rows = [...daily.days].reverse().map((day) => {
     const tr = document.createElement("tr");
-    const cells = [
-      [fmtLong.format(asUTC(day.date)), ""],
-      [day.value_kwh !== null ? groupDigits(day.value_kwh) : `${day.value} ${day.unit}`, "num"],
+    const cells = [[fmtLong.format(asUTC(day.date)), ""]];
+    if (Array.isArray(daily.rates)) {
+      for (const rate of day.rates) cells.push([figure(rate.value, rate.value_kwh), "num"]);
+    }
+    cells.push(
+      [figure(day.value, day.value_kwh), "num"],
       [`${day.quality.present} of ${day.quality.expected}`, "num"],
-      [qualityText(day.quality), ""],
-    ];
+      [dayNotesText(day), ""],
+    );
     for (const [content, cls] of cells) {
       const td = document.createElement("td");
       td.textContent = content;
@@ -300,6 +411,7 @@ function renderTable(daily, range) {
       tr.appendChild(td);
     }
     tr.dataset.mark = markOf(day.quality);
+    tr.dataset.checks = checksOf(day).join(" ");
     return tr;
   });
   $("table").tBodies[0].replaceChildren(...rows);
@@ -320,8 +432,14 @@ function showTooltip(date) {
   if (bandRect) bandRect.classList.add("active");
 
   const tip = $("tooltip");
-  const rows = [["tt-date", fmtLong.format(asUTC(date))], ["tt-value", kwhText(day)]];
-  for (const [kind, note] of notesOf(day.quality)) rows.push([`tt-note ${kind}`, note]);
+  const stacked = Array.isArray(state.daily.rates);
+  const rows = [["tt-date", fmtLong.format(asUTC(date))],
+    ["tt-value", stacked ? `${kwhText(day)} total` : kwhText(day)]];
+  if (stacked) {
+    day.rates.forEach((rate, k) => rows.push([`tt-rate rate-${k % 4}`,
+      `${state.daily.rates[k].label}: ${amountText(rate.value, rate.value_kwh, day.unit)}`]));
+  }
+  for (const [kind, note] of dayNotes(day)) rows.push([`tt-note ${kind}`, note]);
   tip.replaceChildren(...rows.map(([cls, content]) => {
     const div = document.createElement("div");
     div.className = cls;
@@ -439,7 +557,7 @@ async function loadDaily({ announce = false } = {}) {
     return;
   }
   const channel = channelOf(meter);
-  if (!channel) {
+  if (!channel && !tariffsOf(meter).length) {
     $("chart-title").textContent = `Meter ${meter.meter_id}`;
     showEmpty("No energy readings", "This meter has no energy channel to chart.");
     return;
@@ -450,9 +568,12 @@ async function loadDaily({ announce = false } = {}) {
   const lastRead = meter.last_read_at ? todayIn(meter.timezone, new Date(meter.last_read_at)) : today;
   const last = lastRead > today ? lastRead : today;
   const first = addDays(last, 1 - state.days);
-  const query = new URLSearchParams({ from: first, to: last, channel });
   const seq = ++state.seq;
-  const daily = await getJSON(`${API}/meters/${encodeURIComponent(meter.meter_id)}/daily?${query}`);
+  const path = `${API}/meters/${encodeURIComponent(meter.meter_id)}/daily`;
+  // A two-rate meter: each rate stacked under the day's total.
+  const daily = tariffsOf(meter).length
+    ? await getJSON(`${path}/rates?${new URLSearchParams({ from: first, to: last, channel: state.defaultChannel })}`)
+    : await getJSON(`${path}?${new URLSearchParams({ from: first, to: last, channel })}`);
   if (seq !== state.seq) return; // a newer request (another meter or period) is on its way
   const key = JSON.stringify([first, last, daily]);
   if (key !== state.dailyKey) {
