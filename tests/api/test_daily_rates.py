@@ -241,3 +241,14 @@ def test_local_midnights_step_right() -> None:
                 - datetime(day.year, day.month, day.day, tzinfo=TZ).astimezone(UTC))
     assert span(date(2026, 3, 8)) == timedelta(hours=23)
     assert span(date(2026, 11, 1)) == timedelta(hours=25)
+
+
+async def test_openapi_documents_the_rates_view(tou: httpx.AsyncClient) -> None:
+    spec = (await tou.get("/openapi.json")).json()
+    route = spec["paths"]["/api/v1/meters/{meter_id}/daily/rates"]["get"]
+    assert {p["name"] for p in route["parameters"]} == {"meter_id", "from", "to", "channel"}
+    assert "404" in route["responses"]
+    schemas = spec["components"]["schemas"]
+    assert {"RatesDailyList", "RatesDay", "RateUsage", "RegisterTotal", "Rate"} <= set(schemas)
+    assert "checks" in schemas["Day"]["properties"]
+    assert schemas["RatesDay"]["properties"]["value"]["type"] == "integer"
