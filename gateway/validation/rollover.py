@@ -53,6 +53,7 @@ _NEGATIVE_DELTA = int(Flag.NEGATIVE_DELTA)
 _OVER_MAX = int(Flag.OVER_MAX)
 _AMBIGUOUS = int(Flag.AMBIGUOUS_WRAPS)
 _ZERO = Decimal(0)
+_MS_PER_HOUR = 3_600_000
 
 
 class TrackerConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,7 +145,8 @@ class RegisterTracker:
     """De-rollover state of one register. Feed reads in time order; see the module doc."""
 
     __slots__ = ("_ambiguous_ms", "_fast", "_held_at", "_held_high", "_held_v", "_jump",
-                 "_last_at", "_last_v", "_modulus", "_negative", "_offset", "config")
+                 "_last_at", "_last_v", "_limit", "_limit_ms", "_modulus", "_negative", "_offset",
+                 "config")
 
     def __init__(self, config: TrackerConfig, state: TrackerState | None = None) -> None:
         self.config = config
@@ -157,6 +159,9 @@ class RegisterTracker:
         reach = (self._jump.reach_ms(config.modulus)
                  if config.modulus is not None and self._jump.rated else None)
         self._ambiguous_ms = reach if reach is not None else -1
+        # The fast path's rating limit (× ms per hour) for the last elapsed time it saw.
+        self._limit_ms = -1
+        self._limit: Decimal | None = None
         state = state or TrackerState()
         if (state.last_at_ms is None) != (state.last_value is None) or (
             (state.held_at_ms is None) != (state.held_value is None)
@@ -182,19 +187,53 @@ class RegisterTracker:
 
     def feed(self, at_ms: int, value: Decimal) -> Outcome:
         """Take one read (epoch ms, base units) and say what it means."""
-        # The common case first: nothing held, later than the last read, a rise within
-        # the range and the rating that cannot hide a wrap. Same tests as below, in the
-        # order that settles it soonest (``_fast``: the last read is >= 0, as every read
-        # the tracker accepts is, so a rise is >= 0 too).
+        # The common case first, as in ``step`` (kept the same: see there).
         last_at = self._last_at
         if last_at is not None and at_ms > last_at and self._held_at is None and self._fast:
             delta = value - self._last_v
             if delta >= _ZERO and (self._modulus is None or value < self._modulus):
                 elapsed = at_ms - last_at
-                if self._jump.allows(elapsed, delta) and not 0 <= self._ambiguous_ms <= elapsed:
+                if elapsed != self._limit_ms:
+                    self._limit_ms = elapsed
+                    self._limit = self._jump.scaled_limit(elapsed)
+                limit = self._limit
+                if (limit is None or delta * _MS_PER_HOUR <= limit) and not (
+                        0 <= self._ambiguous_ms <= elapsed):
                     self._last_at = at_ms
                     self._last_v = value
                     return Outcome((Point(at_ms, value + self._offset, 0, False),))
+        return self._feed(at_ms, value)
+
+    def step(self, at_ms: int, value: Decimal) -> Decimal | Outcome:
+        """``feed`` for a hot loop: a plain rise gives just its continuous cumulative.
+
+        What ``feed`` would return as ``Outcome((Point(at_ms, cumulative, 0, False),))``
+        (no flags, no break, no notices: a rise within the range and the rating that
+        cannot hide a wrap) comes back as ``cumulative`` alone, with no objects built;
+        anything else as the ``Outcome`` ``feed`` gives. The state changes are the same.
+        """
+        # The common case first: nothing held, later than the last read, a rise within
+        # the range and the rating that cannot hide a wrap. The same tests as ``_feed``
+        # makes, in the order that settles it soonest (``_fast``: the last read is >= 0,
+        # as every read the tracker accepts is, so a rise is >= 0 too). ``feed`` repeats
+        # these lines: a call less on the hot path.
+        last_at = self._last_at
+        if last_at is not None and at_ms > last_at and self._held_at is None and self._fast:
+            delta = value - self._last_v
+            if delta >= _ZERO and (self._modulus is None or value < self._modulus):
+                elapsed = at_ms - last_at
+                if elapsed != self._limit_ms:  # polls are regular: the limit repeats
+                    self._limit_ms = elapsed
+                    self._limit = self._jump.scaled_limit(elapsed)
+                limit = self._limit
+                if (limit is None or delta * _MS_PER_HOUR <= limit) and not (
+                        0 <= self._ambiguous_ms <= elapsed):
+                    self._last_at = at_ms
+                    self._last_v = value
+                    return value + self._offset
+        return self._feed(at_ms, value)
+
+    def _feed(self, at_ms: int, value: Decimal) -> Outcome:
         modulus = self._modulus
         if value < _ZERO or (modulus is not None and value >= modulus):
             return _refuse(Verdict.OUT_OF_RANGE, at_ms, value,

@@ -207,6 +207,12 @@ class JumpBeyondRating:
             return None
         return (self._per_hour * elapsed_ms + self._slack_scaled) / _MS_PER_HOUR
 
+    def scaled_limit(self, elapsed_ms: int) -> Decimal | None:
+        """The largest plausible change over ``elapsed_ms`` × ms per hour (exact), or None
+        without a rating: ``allows`` is ``delta × 3_600_000 <= scaled_limit``."""
+        per_hour = self._per_hour
+        return None if per_hour is None else per_hour * elapsed_ms + self._slack_scaled
+
     def allows(self, elapsed_ms: int, delta: Decimal) -> bool:
         """Whether a change of ``delta`` (>= 0) over ``elapsed_ms`` is plausible."""
         per_hour = self._per_hour
