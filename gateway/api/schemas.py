@@ -303,7 +303,9 @@ class SelfReadOut(_Out):
     value: str = Field(description="The reading as recorded (exact decimal string).")
     unit: str = Field(description="The register's unit, e.g. kWh.")
     status: Literal["recorded", "already_recorded"]
-    outcome: Literal["baseline", "continued", "rollover", "duplicate"]
+    outcome: Literal["baseline", "continued", "rollover", "duplicate", "late"] = Field(
+        description="late: stamped before the last reading, fitted into the gap before it "
+                    "(whose estimates are re-derived)")
     message: str
     consumption: str | None = Field(
         description="Used since the previous reading, register unit; null for the first.")

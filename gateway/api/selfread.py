@@ -5,7 +5,8 @@ then the portal's backend submits on the customer's behalf (naming them in
 ``submitted_by``). The body is read with exact decimals: a JSON number 12345.6 is the
 decimal 12345.6, never a binary float on the way.
 
-Answers: 201 with what was recorded; 200 when the same reading was already recorded;
+Answers: 201 with what was recorded (outcome ``late`` for a reading stamped before the
+last one and fitted into the gap before it); 200 when the same reading was already recorded;
 404 (unknown meter or register), 409 (a polled meter, a contradicting reading for the
 same instant, another writer) or 422 (every other refusal) as
 ``{"error": code, "message": ...}``. Every refusal is also kept in the quarantine.

@@ -5,7 +5,10 @@ find the meter, restore its series from the store's saved cursor, judge the read
 commit an accepted one through a ``Pipeline`` (its intervals, the cursor and a
 ``self_read`` audit event naming who submitted it, in one transaction), or keep a refused
 one in the store's quarantine (source ``self-read``) with its code and reason, for an
-operator to review. The same reading submitted again is answered "already recorded".
+operator to review. The same reading submitted again (any recorded one: they are found
+in the audit) is answered "already recorded". A reading stamped before the last one is
+recorded when the series fits it into the gap between two readings (its backfill rule,
+within the series' backfill window), and refused otherwise.
 
 Only manual meters (protocol "manual") take self-reads. A polled meter's series is fed by
 its poller, whose processor lives in the gateway process's memory: a reading written
@@ -48,6 +51,7 @@ from gateway.validation.selfread import (
     Refusal,
     Register,
     Window,
+    against_recorded,
     judge,
     parse_value,
 )
@@ -196,10 +200,15 @@ class SelfReads:
                       submitted_by: str) -> Receipt:
         """Judge against the saved state and commit: one attempt of the compare-and-swap."""
         key = (cfg.meter_id, cfg.channel)
+        zone = ZoneInfo(plan.timezone)
         saved = await self._store.cursor(*key)
         state = None if saved is None else _decode_state(saved)
-        verdict = judge(register, None if state is None else state.tracker, value, at=at,
-                        now=now, windows=self._windows, tz=ZoneInfo(plan.timezone))
+        recorded = await self._recorded(cfg, at)
+        if recorded is not None:  # any earlier self-read, not only the last one
+            verdict = against_recorded(register, value, recorded, at=at, tz=zone)
+        else:
+            verdict = judge(register, None if state is None else state.tracker, value, at=at,
+                            now=now, windows=self._windows, tz=zone)
         if isinstance(verdict, Refusal):
             raise SelfReadRefused(verdict)
         if verdict.outcome is Outcome.DUPLICATE:
@@ -212,24 +221,38 @@ class SelfReads:
         # would hold) must be refused before anything is committed, not after.
         now_ms = int(now.timestamp() * 1000)
         trial = _processor(cfg, state).feed(reading, now_ms)
-        unused = [e.reason for e in trial.events
-                  if e.reading.at == at and (e.quarantine or e.kind is EventKind.HELD)]
+        mine = [e for e in trial.events if e.reading.at == at]
+        unused = [e.reason for e in mine if e.quarantine or e.kind is EventKind.HELD]
+        if verdict.outcome is Outcome.LATE and not any(
+                e.kind is EventKind.BACKFILL for e in mine):
+            unused = unused or ["it falls in no gap still open to late readings"]
         if unused:
-            raise SelfReadRefused(Refusal(code=Code.NOT_USABLE, message=(
-                "the reading cannot be used: " + "; ".join(unused))))
-        flags = verdict.flags
-        for iv in trial.intervals:
-            flags |= iv.flags
-        who = submitted_by.strip() or "unnamed"
+            base = verdict.unless_fitted or Refusal(code=Code.NOT_USABLE,
+                                                    message="the reading cannot be used")
+            raise SelfReadRefused(Refusal(code=base.code,
+                                          message=f"{base.message} ({'; '.join(unused)})"))
         event = SeriesEventRecord(at=at, kind=EVENT_KIND, meter_id=cfg.meter_id,
                                   channel=cfg.channel, reason=verdict.message,
-                                  payload=f"{SOURCE} by {who}: {value} {register.unit}")
+                                  payload=_payload(submitted_by, value, register.unit))
         pipeline = Pipeline(self._store.guarded({key: saved}, events=[event]),
-                            {key: _processor(cfg, state)}, {key: cfg})
+                            {key: _processor(cfg, state)}, {key: cfg}, {key: plan.timezone})
         result = await pipeline.feed([reading], source=SOURCE, now=now)
         await self._seen(plan, at)
+        flags = verdict.flags
+        if trial.intervals:  # as stored: the pipeline may shape a gap by a reference day
+            first = min(iv.start for iv in trial.intervals)
+            end = max(iv.end for iv in trial.intervals)
+            for iv in await self._store.intervals(*key, first, end):
+                flags |= iv.flags
         return _receipt(cfg, register, value, at, verdict, recorded=True, flags=flags,
                         intervals=result.intervals)
+
+    async def _recorded(self, cfg: SeriesConfig, at: datetime) -> Decimal | None:
+        """The value of a self-read recorded for this instant, from the audit."""
+        for event in await self._store.events(cfg.meter_id):
+            if (event.kind, event.channel, event.at) == (EVENT_KIND, cfg.channel, at):
+                return _value_of(event.payload)
+        return None
 
     async def _seen(self, plan: ManualPlan, at: datetime) -> None:
         try:
@@ -255,6 +278,19 @@ class SelfReads:
         except GatewayError as exc:  # the submitter is told the refusal all the same
             _log.error("refused self-read not kept in the quarantine", meter_id=meter_id,
                        code=str(refusal.code), error=str(exc))
+
+
+def _payload(submitted_by: str, value: Decimal, unit: Unit) -> str:
+    """The audit's record of an accepted self-read: who, and the value as typed."""
+    return f"{SOURCE} by {submitted_by.strip() or 'unnamed'}: {value} {unit}"
+
+
+def _value_of(payload: str) -> Decimal | None:
+    """The value ``_payload`` wrote (None if the payload is not one of ours)."""
+    try:
+        return Decimal(payload.rsplit(" ", 2)[-2])
+    except (IndexError, ArithmeticError):
+        return None
 
 
 def windows_of(configured: Sequence[SelfReadWindow]) -> tuple[Window, ...]:

@@ -11,6 +11,12 @@ saved state and translates its verdict. Where a poll would be *held* until the n
 read decides (a drop no plausible wrap explains, a rise beyond the rating), a person
 is still there to check the dials: the reading is refused instead, with the figures.
 
+A reading stamped before the last one is ``Outcome.LATE``: the series takes it only if
+it fits the gap between the readings around it (its backfill rule re-derives that gap's
+estimates with it); the caller checks that on a copy of the series and otherwise answers
+``Accepted.unless_fitted``. A reading for an instant already recorded is judged by
+``against_recorded`` (the same value again is accepted as a duplicate).
+
 Windows are judged on the local date of the submission in the meter's timezone, not
 on the date the reading is stamped with.
 """
@@ -36,8 +42,8 @@ from gateway.validation.rollover import (
     Verdict,
 )
 
-__all__ = ["Accepted", "Code", "Outcome", "Refusal", "Register", "Window", "describe",
-           "judge", "next_opening", "parse_value", "window_open"]
+__all__ = ["Accepted", "Code", "Outcome", "Refusal", "Register", "Window", "against_recorded",
+           "describe", "judge", "next_opening", "parse_value", "window_open"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UTC = ZoneInfo("UTC")
@@ -81,7 +87,10 @@ class Outcome(enum.StrEnum):
     BASELINE = "baseline"  # the series' first reading: consumption counts from the next
     CONTINUED = "continued"
     ROLLOVER = "rollover"  # the register wrapped past its last dial, unwrapped
-    DUPLICATE = "duplicate"  # the last reading again (same instant and value): nothing new
+    DUPLICATE = "duplicate"  # a recorded reading again (same instant and value): nothing new
+    #: Stamped before the last reading: taken only if the series fits it into the gap
+    #: between two readings (a backfill re-derives that gap's estimates with it).
+    LATE = "late"
 
 
 class Accepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +102,9 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     previous_value: Decimal | None = None
     #: Rule flags the reading itself raised (ROLLOVER, AMBIGUOUS_WRAPS, RESET).
     flags: int = 0
+    #: For a LATE reading: the answer if the series does not fit it into a gap (the
+    #: caller adds the series' reason).
+    unless_fitted: Refusal | None = None
 
 
 class Register(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,9 +237,13 @@ def judge(register: Register, state: TrackerState | None, value: Decimal, *,
                         previous_value=previous,
                         message=f"{shown} at {_local(at_ms, tz)} is already recorded")
     if Verdict.STALE in mine:
-        return Refusal(code=Code.BEFORE_LAST_READ, message=(
-            f"the reading is stamped {_local(at_ms, tz)}, before {since}: readings are "
-            "recorded in time order; submit the current reading"))
+        return Accepted(
+            outcome=Outcome.LATE, previous_at=_at(last_at), previous_value=previous,
+            message=(f"recorded {shown} stamped {_local(at_ms, tz)}, before {since}: the "
+                     "estimates between the readings around it are re-derived with it"),
+            unless_fitted=Refusal(code=Code.BEFORE_LAST_READ, message=(
+                f"the reading is stamped {_local(at_ms, tz)}, before {since}, and does not "
+                "fit between the readings around it")))
     if Verdict.CONFLICT in mine:
         return Refusal(code=Code.CONFLICTING_READ, message=(
             f"{_num(previous)} {register.unit} is already recorded for {_local(at_ms, tz)}; "
@@ -264,6 +280,19 @@ def judge(register: Register, state: TrackerState | None, value: Decimal, *,
                     previous_value=previous, flags=flags, message=(
                         f"recorded {shown}: {_num(used)} {register.unit} used since "
                         f"{since}{notes}"))
+
+
+def against_recorded(register: Register, value: Decimal, recorded: Decimal, *,
+                     at: datetime, tz: ZoneInfo = _UTC) -> Accepted | Refusal:
+    """A reading stamped at the instant of one already recorded (found by the caller in
+    the audit): the same value is that reading again, another contradicts it."""
+    when = _local((at - _EPOCH) // _MS, tz)
+    if value == recorded:
+        return Accepted(outcome=Outcome.DUPLICATE,
+                        message=f"{_num(value)} {register.unit} at {when} is already recorded")
+    return Refusal(code=Code.CONFLICTING_READ, message=(
+        f"{_num(recorded)} {register.unit} is already recorded for {when}; "
+        f"{_num(value)} {register.unit} for the same instant contradicts it"))
 
 
 def _unusable(notices: Sequence[Notice]) -> Refusal:

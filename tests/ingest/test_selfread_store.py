@@ -183,6 +183,28 @@ async def test_the_same_reading_twice_is_recorded_once(gw: Gateway) -> None:
     assert other.refusal.code is Code.CONFLICTING_READ
 
 
+async def test_a_late_reading_that_fits_a_gap_re_derives_it(gw: Gateway) -> None:
+    await gw.self_reads.submit("H4", "100", at=START)
+    await gw.self_reads.submit("H4", "300", at=START + timedelta(days=10))
+    # Read on day 2, typed in after day 10 was: it fits between them, and splits the gap.
+    late = await gw.self_reads.submit("H4", "190", at=START + timedelta(days=2))
+    assert (late.recorded, late.outcome, late.consumption) == (True, Outcome.LATE, None)
+    assert late.intervals > 0 and late.flags & Flag.GAP_SPANNED
+    day = await gw.store.intervals("H4", CHANNEL, START, START + timedelta(days=2))
+    assert sum(iv.value for iv in day) == 90_000  # the gap re-derived with the late read
+    assert await gw.total("H4") == 200_000  # and the total unchanged
+    again = await gw.self_reads.submit("H4", "190", at=START + timedelta(days=2))
+    assert (again.recorded, again.outcome) == (False, Outcome.DUPLICATE)
+    other = await refused(gw, "H4", "191", at=START + timedelta(days=2))
+    assert other.refusal.code is Code.CONFLICTING_READ
+    err = await refused(gw, "H4", "350", at=START + timedelta(days=5))  # above day 10's 300
+    assert err.refusal.code is Code.BEFORE_LAST_READ
+    assert "does not fit between the readings around it" in err.refusal.message
+    err = await refused(gw, "H4", "50", at=START - timedelta(days=1))  # before any gap
+    assert err.refusal.code is Code.BEFORE_LAST_READ
+    assert await gw.total("H4") == 200_000
+
+
 async def test_the_time_defaults_to_the_clock_and_the_future_is_refused(
         gw: Gateway, clock: ManualClock) -> None:
     got = await gw.self_reads.submit("H4", "100")
@@ -236,8 +258,9 @@ async def test_two_processes_submitting_at_once_never_clobber_each_other(
             return_exceptions=True)
         accepted = [v for (_, v, _), got in zip(reads, outcomes, strict=True)
                     if not isinstance(got, BaseException)]
-        assert all(isinstance(got, SelfReadRefused) and got.refusal.code in
-                   (Code.BEFORE_LAST_READ, Code.BUSY)
+        # A reading that lost the race to a later one is fitted into the gap before it;
+        # only a writer that kept losing would be told to try again.
+        assert all(isinstance(got, SelfReadRefused) and got.refusal.code is Code.BUSY
                    for got in outcomes if isinstance(got, BaseException))
         # Whatever the interleaving: the store holds exactly the accepted readings' story.
         state = await a.state("H4")

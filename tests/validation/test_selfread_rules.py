@@ -18,6 +18,7 @@ from gateway.validation.selfread import (
     Refusal,
     Register,
     Window,
+    against_recorded,
     describe,
     judge,
     next_opening,
@@ -99,7 +100,7 @@ CASES: list[Case] = [
     ("another value for the same instant", register(), last("12000", 0), "12001",
      timedelta(0), Code.CONFLICTING_READ, "12,000 kWh is already recorded"),
     ("stamped before the last read", register(), last("12000", 1), "12100",
-     -timedelta(days=2), Code.BEFORE_LAST_READ, "before the last reading"),
+     -timedelta(days=2), Outcome.LATE, "before the last reading, 12,000 kWh"),
     ("stamped in the future", register(), last("12000", 10), "12100", timedelta(hours=1),
      Code.FUTURE, "cannot come from the future"),
     ("a clock a minute fast is tolerated", register(), last("12000", 10), "12100",
@@ -137,6 +138,28 @@ def test_judge(name: str, reg: Register, state: TrackerState | None, value: str,
     else:
         assert isinstance(got, Accepted) and got.outcome is expected, got
     assert text in got.message, got.message
+
+
+def test_a_late_reading_says_what_to_answer_if_no_gap_takes_it() -> None:
+    got = judge(register(), last("12000", 1), Decimal(11900), at=NOW - timedelta(days=2),
+                now=NOW, tz=CHICAGO)
+    assert isinstance(got, Accepted) and got.unless_fitted is not None
+    assert got.unless_fitted.code is Code.BEFORE_LAST_READ
+    assert got.unless_fitted.message == (
+        "the reading is stamped 2026-11-18 12:00, before the last reading, 12,000 kWh on "
+        "2026-11-19 12:00, and does not fit between the readings around it")
+
+
+@pytest.mark.parametrize(("recorded", "expected"), [
+    (Decimal(500), Outcome.DUPLICATE), (Decimal(499), Code.CONFLICTING_READ)])
+def test_against_a_recorded_reading(recorded: Decimal, expected: Outcome | Code) -> None:
+    got = against_recorded(register(), Decimal(500), recorded, at=NOW, tz=CHICAGO)
+    if isinstance(expected, Code):
+        assert isinstance(got, Refusal) and got.code is expected
+        assert got.message == ("499 kWh is already recorded for 2026-11-20 12:00; 500 kWh for "
+                               "the same instant contradicts it")
+    else:
+        assert isinstance(got, Accepted) and got.outcome is expected
 
 
 def test_a_wrap_reports_the_consumption_and_the_flag() -> None:
