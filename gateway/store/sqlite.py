@@ -729,9 +729,19 @@ def _insert_many(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[object
         conn.execute(sql + ", ".join([one] * len(chunk)), [v for row in chunk for v in row])
 
 
+#: Derived from reads, not estimated: an estimate never replaces one of these.
+_MEASURED = (int(Quality.VALID), int(Quality.DERIVED))
+_ESTIMATES = (int(Quality.ESTIMATED_LINEAR), int(Quality.ESTIMATED_REFERENCE_DAY))
+_CONFLICT = int(Flag.CONFLICT)
+
+
 def _replace_changed(conn: sqlite3.Connection, sid: int, rows: list[_Row]) -> tuple[int, int]:
     """Rows that met an existing interval: identical ones are replays (nothing to do);
-    different ones replace the stored version, which moves to interval_history.
+    different ones replace the stored version, which moves to interval_history, except
+    that an operator's edit stands and an estimate never replaces a measured value. A
+    measured value replacing another *valid* one with a different value is a conflict:
+    stored flagged ``CONFLICT`` (questionable), the earlier one kept in the history.
+    Replacing an estimate, or a derived value, is what late data is for: no conflict.
 
     Returns (replaced, distinct intervals compared). Rows this batch just inserted
     compare equal to themselves; the caller subtracts them.
@@ -755,6 +765,11 @@ def _replace_changed(conn: sqlite3.Connection, sid: int, rows: list[_Row]) -> tu
         old = stored[start]
         if old == row[2:] or old[1] == Quality.EDITED:
             continue  # a replay, or an operator's edit: the operator's word stands
+        quality = row[3]
+        if quality in _ESTIMATES and old[1] in _MEASURED:
+            continue  # a measurement is not degraded to an estimate
+        if quality == old[1] == Quality.VALID and row[2] != old[0]:
+            row = (*row[:3], int(Quality.QUESTIONABLE), row[4] | _CONFLICT, row[5])
         conn.execute(
             "INSERT INTO interval_history VALUES (?, ?, ?, ?, ?, ?, ?)", (sid, start, *old, now_ms)
         )

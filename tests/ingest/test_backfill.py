@@ -157,7 +157,6 @@ def test_late_reads_in_time_order_end_where_reads_in_time_would(
     truth = Store()
     truth.feed(SeriesProcessor(CFG), reads)
     assert store.values() == truth.values()
-    assert EventKind.STALE not in store.events
 
 
 def test_reshape_keeps_the_total_and_flags_reference_day() -> None:

@@ -296,19 +296,20 @@ def _at_meter(r: Reading, minutes: float | None, *, naive: bool = False) -> Read
     return msgspec.structs.replace(r, meter_at=meter_at)
 
 
-def test_frozen_register_flags_the_step_it_ends() -> None:
+def test_a_repeated_snapshot_is_not_used_and_the_next_read_spans_the_step() -> None:
     cfg = msgspec.structs.replace(CFG, vee=VeeConfig(frozen_register=True))
     reads = [_at_meter(read(0, "10"), 0), _at_meter(read(15, "10.5"), 15),
              _at_meter(read(30, "10.5"), 15),  # the meter gave its last snapshot again
              _at_meter(read(45, "11"), 45), _at_meter(read(60, "11.5"), None),
              _at_meter(read(75, "12"), 45, naive=True)]  # naive meter time: not judged
     out = run(SeriesProcessor(cfg), reads)
-    assert _flags_by_start(out) == [(0, 500, Flag.NONE), (15, 0, Flag.FROZEN),
-                                    (30, 500, Flag.NONE), (45, 500, Flag.NONE),
+    assert _flags_by_start(out) == [(0, 500, Flag.NONE), (15, 250, Flag.INTERPOLATED),
+                                    (30, 250, Flag.INTERPOLATED), (45, 500, Flag.NONE),
                                     (60, 500, Flag.NONE)]
-    assert out.intervals[1].quality is Quality.QUESTIONABLE
+    assert [e.reading for e in out.events if e.kind is EventKind.FROZEN] == [reads[2]]
     off = run(SeriesProcessor(CFG), reads)  # meter times are not looked at when off
     assert all(iv.flags == 0 for iv in off.intervals)
+    assert [iv.value for iv in off.intervals][1:3] == [0, 500]
 
 
 @pytest.mark.parametrize("cut", range(1, 10))
@@ -316,12 +317,13 @@ def test_vee_state_survives_a_restart(cut: int) -> None:
     cfg = msgspec.structs.replace(CFG, vee=VEE)
     reads = [_at_meter(r, 15 * (i - (i == 4))) for i, r in enumerate(VEE_READS)]
     whole = run(SeriesProcessor(cfg), reads)
-    assert any(iv.flags & Flag.FROZEN for iv in whole.intervals)
+    assert [e.kind for e in whole.events].count(EventKind.FROZEN) == 1
     first = SeriesProcessor(cfg)
     part = run(first, reads[:cut])
     restored = SeriesProcessor.restore(cfg, _encode_roundtrip(first.snapshot()))
     rest = run(restored, reads[cut:])
     assert part.intervals + rest.intervals == whole.intervals
+    assert [*part.events, *rest.events] == list(whole.events)
 
 
 def test_a_state_saved_before_the_vee_rules_still_restores() -> None:

@@ -186,3 +186,37 @@ async def test_cursors_and_quarantine_commit_with_the_intervals(tmp_path: Path) 
     with pytest.raises(SinkError, match="never registered"):
         await again.write_intervals([], cursors={("zz", CH): b"x"})
     await again.close()
+
+
+def _one(start: datetime, value: int, quality: Quality, flags: int = 0) -> IntervalReading:
+    return IntervalReading(meter_id="m1", channel=CH, start=start, length_s=900, value=value,
+                           unit=Unit.WH, quality=quality, flags=flags)
+
+
+async def test_late_data_replaces_estimates_and_never_the_reverse(
+        store: SqliteStore, tmp_path: Path) -> None:
+    day = date(2026, 6, 4)
+    batch = quarter_hours("m1", day, CHICAGO)
+    at = [iv.start for iv in batch[:4]]
+    await store.write_intervals([iv for iv in batch if iv.start not in (at[1], at[2])])
+    linear, measured = Quality.ESTIMATED_LINEAR, Quality.VALID
+    # An estimate arriving over measured values (a second source with a gap) changes nothing.
+    result = await store.write_intervals([_one(at[0], 90, linear, int(Flag.GAP_SPANNED))])
+    assert (result.updated, result.unchanged) == (0, 1)
+    # Measured values over estimates: replaced, no conflict (a catch-up).
+    await store.write_intervals([_one(at[1], 10, linear), _one(at[2], 10, Quality.DERIVED)])
+    await store.write_intervals([_one(at[1], 300, measured), _one(at[2], 200, measured)])
+    # Two valid values that disagree: the later stands, flagged; the earlier is history.
+    await store.write_intervals([_one(at[3], 260, measured)])
+    got = {iv.start: iv for iv in await store.intervals("m1", CH, at[0], at[3] + timedelta(1))}
+    assert (got[at[0]].value, got[at[0]].quality) == (250, measured)
+    assert (got[at[1]].value, got[at[1]].quality) == (300, measured)
+    assert (got[at[2]].value, got[at[2]].quality) == (200, measured)
+    assert (got[at[3]].value, got[at[3]].quality) == (260, Quality.QUESTIONABLE)
+    assert got[at[3]].flags & Flag.CONFLICT
+    [usage] = await store.daily("m1", CH, day, day)
+    assert usage.questionable == 1
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        kept = conn.execute("SELECT value, quality FROM interval_history WHERE start = ?",
+                            (int(at[3].timestamp()),)).fetchall()
+    assert kept == [(250, 0)]
