@@ -80,7 +80,8 @@ class Agent:
                          token: str | None) -> None:
         # The socket is bound by us rather than by uvicorn, which would exit the process.
         self.api_port = int(sock.getsockname()[1])
-        app = create_app(self.store, operator_token=token, self_reads=self.self_reads)
+        app = create_app(self.store, operator_token=token, self_reads=self.self_reads,
+                         daily_limits=self.assembly.daily_limits())
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._server = server

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -14,15 +15,19 @@ from edge.agent import Agent
 from edge.assembly import assemble
 from gateway.clock import ScaledClock
 from gateway.errors import ConfigError
+from gateway.model import IntervalReading, Unit
 from gateway.profiles import load_profiles
 from gateway.settings import DEFAULT_PROFILES_DIR, load_config
 from gateway.sim import MeterSpec, SimulatedMeter, serve_meters
+from gateway.store import SeriesInfo
+from gateway.store.sqlite import SqliteStore
 
 CH = "1.0.1.8.0.255"
 PROFILES = load_profiles(DEFAULT_PROFILES_DIR)
 
 
-def config(tmp_path: Path, meters: list[SimulatedMeter], api_port: int) -> Path:
+def config(tmp_path: Path, meters: list[SimulatedMeter], api_port: int,
+           rules: str = "") -> Path:
     lines = ["[gateway]", 'data_dir = "data"', 'timezone = "Europe/Kyiv"',
              "[store]", 'synchronous = "NORMAL"',
              "[api]", 'host = "127.0.0.1"', f"port = {api_port}"]
@@ -30,6 +35,8 @@ def config(tmp_path: Path, meters: list[SimulatedMeter], api_port: int) -> Path:
         lines += ["[[meters]]", f'meter_id = "{m.meter_id}"', f'profile = "{m.profile.name}"',
                   f'host = "{m.host}"', f"port = {m.port}", "poll_interval_s = 300",
                   "inter_request_ms = 0"]
+        if rules:
+            lines.append(f"rules = {{ {rules} }}")
     path = tmp_path / "gateway.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -39,8 +46,19 @@ async def test_agent_polls_and_serves_the_portal(tmp_path: Path) -> None:
     clock = ScaledClock(datetime(2026, 10, 25, tzinfo=UTC), speed=3600)  # an hour a second
     spec = MeterSpec(meter_id="KYIV-1", profile=PROFILES["eastron_sdm630"],
                      start_energy_wh=5_000_000)
+    # A complete local day already stored, below the meter's daily low limit.
+    quiet = datetime(2026, 10, 20, tzinfo=ZoneInfo("Europe/Kyiv")).astimezone(UTC)
+    store = SqliteStore(tmp_path / "data" / "store.db")
+    await store.open()
+    await store.register_series(SeriesInfo(meter_id="KYIV-1", channel=CH, unit=Unit.WH,
+                                           interval_s=900, timezone="Europe/Kyiv"))
+    await store.write_intervals([
+        IntervalReading(meter_id="KYIV-1", channel=CH, start=quiet + timedelta(minutes=15 * i),
+                        length_s=900, value=10, unit=Unit.WH) for i in range(96)])
+    await store.close()
     async with serve_meters([spec], clock) as meters:
-        agent = Agent(assemble(load_config(config(tmp_path, meters, 0))), clock)
+        cfg = config(tmp_path, meters, 0, rules="daily_low_wh = 2000")
+        agent = Agent(assemble(load_config(cfg)), clock)
         ready = asyncio.Event()
 
         async def started(_: Agent) -> None:
@@ -60,6 +78,10 @@ async def test_agent_polls_and_serves_the_portal(tmp_path: Path) -> None:
             assert len(got.json()["intervals"]) >= 4
             [meter] = (await http.get("/api/v1/meters")).json()["meters"]
             assert meter["status"] == "ok" and meter["last_read_at"]
+            daily = await http.get("/api/v1/meters/KYIV-1/daily", params={
+                "from": "2026-10-20", "to": "2026-10-20"})
+            [day] = daily.json()["days"]
+            assert day["checks"] == ["daily_low"]  # the meter's rules reach the portal
             page = await http.get("/")
             assert page.status_code == 200
             assert 'id="chart"' in page.text
