@@ -178,6 +178,9 @@ def _config_text(meters: list[SimulatedMeter], port: int) -> str:
         "[validation]",
         "# Simulated seconds: at x1440 a read lands within ~20 ms of real time of its tick.",
         "snap_tolerance_s = 30",
+        "# DEMO-1002's 3-hour outages take the shape of the same weekday a week before",
+        "# (ESPI 8) once there is one; the first stays an even spread (ESPI 9).",
+        "reference_day_after_s = 7200",
     ]
     for m in meters:
         lines += [
