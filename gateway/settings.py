@@ -262,6 +262,8 @@ class SelfReadsSection(_Model):
 
     #: When self-reads are taken; empty: any day.
     windows: list[SelfReadWindow] = []
+    #: A self-read is a current reading: one stamped longer ago than this is refused.
+    max_age_days: Annotated[int, Field(ge=1, le=3660)] = 35
 
 
 def _protocol(meter: Any) -> str:

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from gateway.api.rates import TotalDay
 from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
@@ -274,7 +274,7 @@ def rates_day_out(day: TotalDay, unit: Unit) -> RatesDay:
 class SelfReadIn(_Out):
     """A register reading typed in by a customer (or by the portal on their behalf)."""
 
-    value: str | int = Field(
+    value: StrictStr | StrictInt = Field(
         description="The register as its dials show it, in the register's unit. A string "
                     "or a JSON number, read exactly as a decimal (00030 is 30); NaN, "
                     "Infinity and exponents are refused.",

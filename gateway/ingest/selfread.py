@@ -121,6 +121,7 @@ class SelfReads:
         self._manual = {plan.meter.meter_id: plan for plan in assembly.manual}
         self._polled = {plan.meter.meter_id: plan.meter for plan in assembly.meters}
         self._windows = windows_of(assembly.config.settings.self_reads.windows)
+        self._max_age_s = assembly.config.settings.self_reads.max_age_days * 86_400
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     @property
@@ -208,7 +209,7 @@ class SelfReads:
             verdict = against_recorded(register, value, recorded, at=at, tz=zone)
         else:
             verdict = judge(register, None if state is None else state.tracker, value, at=at,
-                            now=now, windows=self._windows, tz=zone)
+                            now=now, windows=self._windows, tz=zone, max_age_s=self._max_age_s)
         if isinstance(verdict, Refusal):
             raise SelfReadRefused(verdict)
         if verdict.outcome is Outcome.DUPLICATE:

@@ -64,6 +64,7 @@ class Code(enum.StrEnum):
     TOO_MANY_DIGITS = "too_many_digits"
     OUT_OF_WINDOW = "out_of_window"
     FUTURE = "future"
+    TOO_OLD = "too_old"
     BEFORE_LAST_READ = "before_last_read"
     CONFLICTING_READ = "conflicting_read"
     LOWER_THAN_LAST = "lower_than_last"
@@ -203,7 +204,7 @@ def parse_value(raw: str | int | Decimal, register: Register) -> Decimal | Refus
 
 def judge(register: Register, state: TrackerState | None, value: Decimal, *,
           at: datetime, now: datetime, windows: Sequence[Window] = (),
-          tz: ZoneInfo = _UTC) -> Accepted | Refusal:
+          tz: ZoneInfo = _UTC, max_age_s: int | None = None) -> Accepted | Refusal:
     """What the series' rules make of ``value`` (a parsed reading) stamped ``at``,
     submitted at ``now``, after the reads ``state`` remembers. See the module doc."""
     today = now.astimezone(tz).date()
@@ -216,6 +217,10 @@ def judge(register: Register, state: TrackerState | None, value: Decimal, *,
         return Refusal(code=Code.FUTURE, message=(
             f"the reading is stamped {_local(at_ms, tz)}, later than now "
             f"({_local(now_ms, tz)} {tz.key}): a reading cannot come from the future"))
+    if max_age_s is not None and now_ms - at_ms > max_age_s * 1000:
+        return Refusal(code=Code.TOO_OLD, message=(
+            f"the reading is stamped {_local(at_ms, tz)}, more than {_span(max_age_s * 1000)} "
+            "ago: submit a current reading"))
     factor = register.unit.factor
     tracker = RegisterTracker(register.tracker, state)
     last_at = tracker.snapshot().last_at_ms

@@ -123,6 +123,8 @@ async def test_a_json_number_is_read_exactly(api: httpx.AsyncClient) -> None:
     ('{"value": "5", "at": "2026-11-28T20:00:00+00:00"}', 422, "future"),
     ('{"value": "5", "at": "2026-11-28T08:00:00"}', 422, "invalid_request"),
     ('{"value": [5]}', 422, "invalid_request"),
+    ('{"value": true}', 422, "invalid_request"),
+    ('{"value": "5", "at": "2026-10-01T08:00:00-05:00"}', 422, "too_old"),
     ('{"valeu": 5}', 422, "invalid_request"),
     ("not json", 422, "invalid_request"),
 ])

@@ -103,6 +103,8 @@ CASES: list[Case] = [
      -timedelta(days=2), Outcome.LATE, "before the last reading, 12,000 kWh"),
     ("stamped in the future", register(), last("12000", 10), "12100", timedelta(hours=1),
      Code.FUTURE, "cannot come from the future"),
+    ("stamped long ago", register(), None, "12100", -timedelta(days=36), Code.TOO_OLD,
+     "more than 35 days ago: submit a current reading"),
     ("a clock a minute fast is tolerated", register(), last("12000", 10), "12100",
      timedelta(minutes=1), Outcome.CONTINUED, "100 kWh used"),
     # The peers' known failure: a drop below 90 % that is a wrap, not a reset.
@@ -132,7 +134,8 @@ def test_judge(name: str, reg: Register, state: TrackerState | None, value: str,
                offset: timedelta, expected: Code | Outcome, text: str) -> None:
     parsed = parse_value(value, reg)
     assert isinstance(parsed, Decimal)
-    got = judge(reg, state, parsed, at=NOW + offset, now=NOW, tz=CHICAGO)
+    got = judge(reg, state, parsed, at=NOW + offset, now=NOW, tz=CHICAGO,
+                max_age_s=35 * 86_400)
     if isinstance(expected, Code):
         assert isinstance(got, Refusal) and got.code is expected, got
     else:
