@@ -33,7 +33,7 @@ from gateway.api.schemas import (
     quality_code,
 )
 from gateway.ingest.selfread import Receipt, SelfReadRefused, SelfReads
-from gateway.validation.selfread import Code, Outcome
+from gateway.validation.selfread import Code, Outcome, Refusal
 
 #: A reading is a few dozen bytes; anything much larger is not one.
 MAX_BODY = 4096
@@ -70,7 +70,9 @@ def selfread_router(self_reads: SelfReads, token: str | None) -> APIRouter:
         try:
             body = _parse(raw)
         except ValueError as exc:
-            return _problem(422, "invalid_request", str(exc))
+            refusal = Refusal(code=Code.INVALID_REQUEST, message=str(exc))
+            await self_reads.refuse(meter_id, refusal, raw[:300].decode(errors="replace"))
+            return _problem(422, str(refusal.code), refusal.message)
         who = body.submitted_by or ""
         if body.source:
             who = f"{who} via {body.source}".strip()

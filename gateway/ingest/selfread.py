@@ -148,33 +148,51 @@ class SelfReads:
         ``SelfReadRefused`` after keeping it in the quarantine with the reason."""
         now = self._clock.now()
         try:
-            plan, cfg = self._series(meter_id, channel)
-            register = _register(plan, cfg)
-            parsed = parse_value(value, register)
-            if isinstance(parsed, Refusal):
-                raise SelfReadRefused(parsed)
-            stamped = now if at is None else require_utc(at, "at")
-            # The store and the series keep instants to the millisecond: so does the receipt.
-            stamped = stamped.replace(microsecond=stamped.microsecond // 1000 * 1000)
-            key = (cfg.meter_id, cfg.channel)
-            async with self._locks.setdefault(key, asyncio.Lock()):
-                for _ in range(ATTEMPTS):
-                    try:
-                        return await self._record(plan, cfg, register, parsed, stamped, now,
-                                                  submitted_by)
-                    except SinkError as exc:
-                        if not exc.retryable:
-                            raise
-                        _log.info("self-read judged again: the series changed meanwhile",
-                                  meter_id=meter_id, channel=cfg.channel, error=str(exc))
-            raise SelfReadRefused(Refusal(code=Code.BUSY, message=(
-                f"the readings of meter {meter_id} kept changing while this one was being "
-                "recorded (another process is writing them): nothing was recorded; try "
-                "again")))
+            receipt = await self._submit(meter_id, value, channel, at, now, submitted_by)
         except SelfReadRefused as refused:
+            # Who submitted it is kept in the store, not in the logs (it may be an email).
+            _log.info("self-read refused", meter_id=meter_id, code=str(refused.refusal.code))
             await self._quarantine(refused.refusal, meter_id, channel, value, at, now,
                                    submitted_by)
             raise
+        _log.info("self-read recorded" if receipt.recorded else "self-read already recorded",
+                  meter_id=meter_id, channel=receipt.channel, outcome=str(receipt.outcome))
+        return receipt
+
+    async def refuse(self, meter_id: str, refusal: Refusal, payload: str) -> None:
+        """Keep a submission refused before it could be read (a malformed request) in
+        the quarantine, like every other refusal."""
+        now = self._clock.now()
+        _log.info("self-read refused", meter_id=meter_id, code=str(refusal.code))
+        await self._keep(QuarantineItem(
+            at=now, source=SOURCE, meter_id=meter_id[:64], payload=payload[:300],
+            reason=f"{refusal.code}: {refusal.message}"), refusal, meter_id)
+
+    async def _submit(self, meter_id: str, value: str | int | Decimal, channel: str | None,
+                      at: datetime | None, now: datetime, submitted_by: str) -> Receipt:
+        plan, cfg = self._series(meter_id, channel)
+        register = _register(plan, cfg)
+        parsed = parse_value(value, register)
+        if isinstance(parsed, Refusal):
+            raise SelfReadRefused(parsed)
+        stamped = now if at is None else require_utc(at, "at")
+        # The store and the series keep instants to the millisecond: so does the receipt.
+        stamped = stamped.replace(microsecond=stamped.microsecond // 1000 * 1000)
+        key = (cfg.meter_id, cfg.channel)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            for _ in range(ATTEMPTS):
+                try:
+                    return await self._record(plan, cfg, register, parsed, stamped, now,
+                                              submitted_by)
+                except SinkError as exc:
+                    if not exc.retryable:
+                        raise
+                    _log.info("self-read judged again: the series changed meanwhile",
+                              meter_id=meter_id, channel=cfg.channel, error=str(exc))
+        raise SelfReadRefused(Refusal(code=Code.BUSY, message=(
+            f"the readings of meter {meter_id} kept changing while this one was being "
+            "recorded (another process is writing them): nothing was recorded; try "
+            "again")))
 
     def _series(self, meter_id: str, channel: str | None) -> tuple[ManualPlan, SeriesConfig]:
         plan = self._manual.get(meter_id)
@@ -274,6 +292,9 @@ class SelfReads:
             payload=f"{meter_id[:64]},{(channel or '')[:64]},{stamped},{str(value)[:64]},"
                     f"by {who[:100]}",
             reason=f"{refusal.code}: {refusal.message}")
+        await self._keep(item, refusal, meter_id)
+
+    async def _keep(self, item: QuarantineItem, refusal: Refusal, meter_id: str) -> None:
         try:
             await self._store.write_intervals([], quarantine=[item])
         except GatewayError as exc:  # the submitter is told the refusal all the same

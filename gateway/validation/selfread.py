@@ -77,6 +77,8 @@ class Code(enum.StrEnum):
     POLLED_METER = "polled_meter"
     #: Another process kept writing the series while this reading was being recorded.
     BUSY = "busy"
+    #: The request itself is malformed (not JSON, a time without an offset, a bad key).
+    INVALID_REQUEST = "invalid_request"
 
 
 class Refusal(msgspec.Struct, frozen=True, kw_only=True):

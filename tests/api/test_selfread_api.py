@@ -128,11 +128,13 @@ async def test_a_json_number_is_read_exactly(api: httpx.AsyncClient) -> None:
     ('{"valeu": 5}', 422, "invalid_request"),
     ("not json", 422, "invalid_request"),
 ])
-async def test_refusals_have_a_code_and_a_message(api: httpx.AsyncClient, raw: str,
-                                                  status: int, code: str) -> None:
+async def test_refusals_have_a_code_and_a_message(api: httpx.AsyncClient, store: SqliteStore,
+                                                  raw: str, status: int, code: str) -> None:
     r = await submit(api, raw)
     assert r.status_code == status, r.text
     assert r.json()["error"] == code and r.json()["message"]
+    [kept] = await store.quarantined()  # every refusal is kept, malformed requests too
+    assert kept.source == "self-read" and kept.reason.startswith(f"{code}: ")
 
 
 async def test_refusals_by_meter(api: httpx.AsyncClient) -> None:

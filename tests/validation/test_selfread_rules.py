@@ -7,10 +7,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.ingest.series import SeriesConfig
 from gateway.model import Flag, Unit
-from gateway.validation.rollover import TrackerState
+from gateway.validation.rollover import RegisterTracker, TrackerState
 from gateway.validation.selfread import (
     Accepted,
     Code,
@@ -263,3 +265,36 @@ def test_the_window_is_that_of_the_submission_not_of_the_reading() -> None:
     got = judge(register(), None, Decimal(1), at=datetime(2026, 11, 28, 18, tzinfo=UTC),
                 now=now, windows=[LAST_WEEK], tz=CHICAGO)
     assert isinstance(got, Refusal) and got.code is Code.OUT_OF_WINDOW
+
+
+@settings(max_examples=60, deadline=None)
+@given(digits=st.integers(min_value=3, max_value=6),
+       steps=st.lists(st.tuples(st.integers(min_value=1, max_value=240),  # hours apart
+                                st.integers(min_value=0, max_value=100)),  # % of the rating
+                      min_size=1, max_size=12),
+       start=st.integers(min_value=0, max_value=999))
+def test_readings_within_the_rating_are_taken_and_sum_to_the_advance(
+        digits: int, steps: list[tuple[int, int]], start: int) -> None:
+    """Typed-in readings of a small register (1 kW, at least 1,000 kWh to a turn, so at
+    most one turn between two readings 240 h apart), wrapping any number of times: each
+    is taken, a wrap unwrapped, and the consumption reported adds up to the advance."""
+    reg = register(digits=digits, max_power_w=1_000)
+    modulus = 10 ** digits
+    tracker = RegisterTracker(reg.tracker)
+    at = NOW - timedelta(days=100)
+    real = start % modulus
+    assert isinstance(judge(reg, None, Decimal(real), at=at, now=NOW), Accepted)
+    tracker.feed(int(at.timestamp() * 1000), Decimal(real) * 1000)
+    used = Decimal(0)
+    for hours, percent in steps:
+        at += timedelta(hours=hours)
+        advance = hours * percent // 100  # kWh: within the 1 kW rating
+        real += advance
+        shown = Decimal(real % modulus)
+        got = judge(reg, tracker.snapshot(), shown, at=at, now=at)
+        assert isinstance(got, Accepted) and got.consumption == advance, got
+        wrapped = (real - advance) % modulus + advance >= modulus  # past the last dial
+        assert (got.outcome is Outcome.ROLLOVER) == wrapped
+        used += got.consumption
+        tracker.feed(int(at.timestamp() * 1000), shown * 1000)
+    assert used == real - start % modulus
