@@ -256,7 +256,8 @@ class SelfReads:
         pipeline = Pipeline(self._store.guarded({key: saved}, events=[event]),
                             {key: _processor(cfg, state)}, {key: cfg}, {key: plan.timezone})
         result = await pipeline.feed([reading], source=SOURCE, now=now)
-        await self._seen(plan, at)
+        if verdict.outcome is not Outcome.LATE:  # a late one is not the meter's last read
+            await self._seen(plan, at)
         flags = verdict.flags
         if trial.intervals:  # as stored: the pipeline may shape a gap by a reference day
             first = min(iv.start for iv in trial.intervals)

@@ -274,6 +274,12 @@ def judge(register: Register, state: TrackerState | None, value: Decimal, *,
     flags = 0
     for notice in mine.values():
         flags |= notice.flags
+    reset = next((n for n in outcome.notices if n.verdict is Verdict.RESET), None)
+    if reset is not None:  # a read held earlier (not a self-read: those are never held)
+        return Accepted(outcome=Outcome.CONTINUED, previous_at=_at(last_at),
+                        previous_value=previous, flags=flags | reset.flags, message=(
+                            f"recorded {shown}; it confirms a reset of the register held "
+                            f"since an earlier reading: {reset.reason}"))
     notes = "".join(f"; {n.reason}" for n in mine.values() if n.verdict is Verdict.AMBIGUOUS)
     if Verdict.ROLLOVER in mine:
         assert register.modulus is not None, "the tracker wraps only with a modulus"

@@ -190,6 +190,8 @@ async def test_a_late_reading_that_fits_a_gap_re_derives_it(gw: Gateway) -> None
     late = await gw.self_reads.submit("H4", "190", at=START + timedelta(days=2))
     assert (late.recorded, late.outcome, late.consumption) == (True, Outcome.LATE, None)
     assert late.intervals > 0 and late.flags & Flag.GAP_SPANNED
+    status = await gw.store.meter("H4")
+    assert status is not None and status.last_read_at == START + timedelta(days=10)
     day = await gw.store.intervals("H4", CHANNEL, START, START + timedelta(days=2))
     assert sum(iv.value for iv in day) == 90_000  # the gap re-derived with the late read
     assert await gw.total("H4") == 200_000  # and the total unchanged

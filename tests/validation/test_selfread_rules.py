@@ -174,6 +174,14 @@ def test_a_wrap_reports_the_consumption_and_the_flag() -> None:
         Decimal(14), Decimal(9993), int(Flag.ROLLOVER))
 
 
+def test_a_reading_that_confirms_a_held_reset_says_so() -> None:
+    held = TrackerState(last_at_ms=last("9000", 3).last_at_ms, last_value=Decimal(9_000_000),
+                        held_at_ms=last("0", 2).last_at_ms, held_value=Decimal(0))
+    got = judge(register(digits=None), held, Decimal(5), at=NOW, now=NOW)
+    assert isinstance(got, Accepted) and got.consumption is None
+    assert got.flags & Flag.RESET and "confirms a reset" in got.message
+
+
 def test_several_possible_wraps_are_flagged() -> None:
     got = judge(register(digits=4), last("1000", 60), Decimal(2000), at=NOW, now=NOW)
     assert isinstance(got, Accepted) and got.flags & Flag.AMBIGUOUS_WRAPS
