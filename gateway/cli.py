@@ -324,8 +324,7 @@ def self_read(
     """Record a customer's register reading of a manual meter through the same rules as a
     polled read. Exit 1 if it is refused (the reason is printed and kept in the quarantine).
 
-    Safe while the gateway runs: a reading that another process changed the meter's state
-    under is judged again, never written over it.
+    Safe while the gateway runs: a concurrent write is never overwritten, only re-judged.
     """
     import getpass
 
