@@ -38,6 +38,10 @@ async def import_csv(cfg: LoadedConfig, path: Path) -> ImportReport:
         channels[(plan.meter.meter_id, SERIAL_NUMBER)] = (Unit.COUNT, Kind.IDENTITY)
         for point in plan.profile.points:
             channels[(plan.meter.meter_id, point.channel)] = (point.unit, point.kind)
+    for manual in assembly.manual:  # a utility's history of a meter read by hand
+        channels[(manual.meter.meter_id, SERIAL_NUMBER)] = (Unit.COUNT, Kind.IDENTITY)
+        for series in manual.series:
+            channels[(manual.meter.meter_id, series.channel)] = (series.unit, Kind.CUMULATIVE)
     with path.open(newline="", encoding="utf-8-sig") as fh:
         readings, errors = csvread.parse(fh, lambda m, c: channels.get((m, c)))
     # Each series must see its reads in time order; rows may come in any order.
