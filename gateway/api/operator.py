@@ -8,13 +8,13 @@ the same 401 whatever was wrong, compared in constant time.
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, Field
 
+from gateway.api.auth import operator_guard
 from gateway.api.feed import ChannelParam, MeterId, Problem, find_series, invalid
 from gateway.api.schemas import Interval, interval_out
 from gateway.errors import DataError
@@ -54,14 +54,7 @@ _AUTH: dict[int | str, dict[str, object]] = {
 def operator_router(store: Store, default_channel: str, token: str | None) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["operator"], responses=_AUTH)
 
-    async def operator_only(authorization: Annotated[str | None, Header()] = None) -> None:
-        if token is None:
-            raise HTTPException(403, detail="operator routes are off: configure "
-                                            "api.operator_token_env or api.operator_token_file")
-        given = (authorization or "").removeprefix("Bearer ").encode()
-        if not authorization or not hmac.compare_digest(given, token.encode()):
-            raise HTTPException(401, detail="operator token required",
-                                headers={"WWW-Authenticate": "Bearer"})
+    operator_only = operator_guard(token)
 
     async def channel_of(meter_id: str, channel: str | None) -> str:
         return (await find_series(store, meter_id, channel or default_channel)).channel
