@@ -66,6 +66,8 @@ from gateway.model import Flag, IntervalReading, Kind, Quality, Reading, Unit, q
 from gateway.validation.estimate import ReferenceDay, spread
 from gateway.validation.rollover import (
     Notice,
+    Outcome,
+    Point,
     RegisterTracker,
     TrackerConfig,
     TrackerState,
@@ -162,6 +164,19 @@ _MAX_DIGITS = 15
 _INT64 = Decimal(2**63)
 _NO_EVENTS: tuple[SeriesEvent, ...] = ()
 _EXCHANGE = int(Flag.METER_EXCHANGE)
+
+
+#: A datetime, its epoch ms, and the last whole-ms step between two reads and its ms.
+_Memo = tuple[datetime, int, timedelta | None, int]
+
+
+def _safe_digits(factor: int) -> int:
+    """The largest ``adjusted()`` of a register value whose value in base units (× factor)
+    is surely within a 64-bit integer: ``10^(digits + 1) × factor <= 2^63``."""
+    digits = -1
+    while 10 ** (digits + 2) * factor <= 2**63:
+        digits += 1
+    return digits
 
 
 def _iso_ms(at_ms: int) -> str:
@@ -278,11 +293,11 @@ class _Late(msgspec.Struct, frozen=True, gc=False):
 class SeriesProcessor:
     """Tracker + rules + grid for one series. See the module doc."""
 
-    __slots__ = ("_base", "_channel", "_check_interval", "_check_reading", "_exchange_at",
-                 "_exchange_to", "_factor", "_gap_ms", "_grid", "_held", "_held_flags",
-                 "_identity", "_jump", "_last_pt", "_len_ms", "_len_td", "_length_s", "_meter",
-                 "_next_dt", "_next_ms", "_plain_rules", "_spans", "_stage", "_tail_ms",
-                 "_tracker", "_unit", "config")
+    __slots__ = ("_at_memo", "_base", "_channel", "_check_interval", "_check_reading",
+                 "_exchange_at", "_exchange_to", "_factor", "_gap_ms", "_grid", "_held",
+                 "_held_flags", "_identity", "_jump", "_last_pt", "_len_ms", "_len_td",
+                 "_length_s", "_meter", "_meter_at_memo", "_next_dt", "_next_ms", "_plain_rules",
+                 "_safe_digits", "_spans", "_stage", "_tail_ms", "_tracker", "_unit", "config")
 
     def __init__(self, config: SeriesConfig, *, stage: ValidationStage | None = None) -> None:
         """``stage`` replaces the rules ``config`` asks for (``config.vee``)."""
@@ -309,6 +324,11 @@ class SeriesProcessor:
         self._len_td = timedelta(seconds=config.interval_s)
         self._next_ms: int | None = None  # start of the next interval, cached as a datetime
         self._next_dt = _EPOCH
+        # The last read's time and epoch ms, and the last whole-ms step between two reads
+        # and its ms (see feed_many); the same for the meter's own time.
+        self._at_memo: _Memo = (_EPOCH, 0, None, 0)
+        self._meter_at_memo: _Memo = (_EPOCH, 0, None, 0)
+        self._safe_digits = _safe_digits(self._factor)
         self._gap_ms = config.max_gap_s * 1000
         self._spans: list[GapSpan] = []
         self._last_pt: int | None = None  # the last point fed to the grid (epoch ms)
@@ -373,12 +393,19 @@ class SeriesProcessor:
         events: list[SeriesEvent] = []
         gaps: list[GapRun] = []
         late: list[_Late] = []
-        track, grid, check = self._tracker.feed, self._grid.feed, self._check_reading
+        step, grid, check = self._tracker.step, self._grid.feed, self._check_reading
         gap_ms, last_pt, tail = self._gap_ms, self._last_pt, self._tail_ms
         interval = self._interval
         meter_time = self._stage.uses_meter_at
         # Only observe_identity (between calls) sets an exchange; here it is only applied.
         pending = self._exchange_at
+        # Epoch ms of a UTC datetime by difference from the previous one when that
+        # difference repeats (regular polls): ``(at - _EPOCH) // _MS`` costs a timedelta
+        # division. Exact: floor((t0 + d) / 1 ms) = floor(t0 / 1 ms) + d / 1 ms when d is
+        # whole ms. UTC only: between two times of one other zone, ``-`` ignores DST.
+        prev_at, prev_ms, step_td, step_ms = self._at_memo
+        prev_mt, prev_mt_ms, mstep_td, mstep_ms = self._meter_at_memo
+        safe_digits = self._safe_digits
         for reading in readings:
             at = reading.at
             unit = reading.unit
@@ -387,29 +414,56 @@ class SeriesProcessor:
                     events.append(self._foreign(reading))
                     continue
                 self._unit, self._factor = unit, unit.factor
+                safe_digits = self._safe_digits = _safe_digits(unit.factor)
             if (reading.meter_id != self._meter or reading.channel != self._channel
                     or reading.kind is not Kind.CUMULATIVE or at.tzinfo is None):
                 events.append(self._foreign(reading))
                 continue
             raw = reading.value
-            if not raw.is_finite() or raw.adjusted() > _MAX_DIGITS:
+            if not raw.is_finite():
                 events.append(self._unusable(reading))
                 continue
-            at_ms = (at - _EPOCH) // _MS
+            digits = raw.adjusted()
+            if digits > _MAX_DIGITS:
+                events.append(self._unusable(reading))
+                continue
+            if at.tzinfo is UTC:
+                dt = at - prev_at
+                if dt == step_td:
+                    at_ms = prev_ms + step_ms
+                else:
+                    at_ms = (at - _EPOCH) // _MS
+                    if not dt.microseconds % 1000:
+                        step_td, step_ms = dt, at_ms - prev_ms
+                prev_at, prev_ms = at, at_ms
+            else:
+                at_ms = (at - _EPOCH) // _MS
             factor = self._factor
             value = raw * factor if factor != 1 else raw
-            if value >= _INT64 or value <= -_INT64:
+            # |raw| < 10^(digits + 1): within 2^63 in base units without a look at value.
+            if digits > safe_digits and (value >= _INT64 or value <= -_INT64):
                 events.append(self._unusable(reading))
                 continue
             exchange = None
             if pending is not None and at_ms >= pending:
                 exchange = self._exchange(at_ms, value, events)
-                track = self._tracker.feed  # the new meter's tracker from here on
+                step = self._tracker.step  # the new meter's tracker from here on
                 pending = None
                 tail = -1  # the old meter's gaps are closed
             meter_at = reading.meter_at if meter_time else None
             if meter_at is not None and meter_at.tzinfo is not None:
-                flags = check(at_ms, value, now_ms, (meter_at - _EPOCH) // _MS) | reading.flags
+                if meter_at.tzinfo is UTC:
+                    dt = meter_at - prev_mt
+                    if dt == mstep_td:
+                        meter_ms = prev_mt_ms + mstep_ms
+                    else:
+                        meter_ms = (meter_at - _EPOCH) // _MS
+                        if not dt.microseconds % 1000:
+                            mstep_td, mstep_ms = dt, meter_ms - prev_mt_ms
+                    prev_mt, prev_mt_ms = meter_at, meter_ms
+                else:
+                    meter_ms = (meter_at - _EPOCH) // _MS
+                flags = check(at_ms, value, now_ms, meter_ms) | reading.flags
             else:  # no rule looks at the meter's time, or it gave none (or a naive one)
                 flags = check(at_ms, value, now_ms) | reading.flags
             if flags & _FUTURE_OR_FROZEN:
@@ -426,7 +480,14 @@ class SeriesProcessor:
                         reason=f"the meter served its snapshot of {stamp} again (same clock, "
                                "same register): not a new reading, not used"))
                     continue
-            outcome = track(at_ms, value)
+            outcome = step(at_ms, value)
+            if not isinstance(outcome, Outcome):  # a plain rise: its continuous cumulative
+                if tail < 0 and last_pt is not None and at_ms - last_pt <= gap_ms:
+                    for iv in grid(at_ms, outcome, flags, False):
+                        intervals.append(interval(iv))
+                    last_pt = at_ms
+                    continue
+                outcome = Outcome((Point(at_ms, outcome, 0, False),))  # the general way
             held_flags = self._held_flags  # before _events may take the held read's place
             if exchange is not None:  # the new meter's first read: its baseline is the swap
                 flags |= _EXCHANGE
@@ -465,6 +526,8 @@ class SeriesProcessor:
                 last_pt = p_at
         self._last_pt = last_pt
         self._tail_ms = tail
+        self._at_memo = (prev_at, prev_ms, step_td, step_ms)
+        self._meter_at_memo = (prev_mt, prev_mt_ms, mstep_td, mstep_ms)
         if late:
             self._backfill(late, intervals, events, gaps)
         # Most batches raise no event: share one empty tuple rather than keep a list
