@@ -20,6 +20,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.pdu import ModbusPDU
 
+from gateway.drivers.modbus.codes import EXCEPTION_NAMES, RETRYABLE_CODES
 from gateway.errors import ConnectError, DeviceError, DeviceTimeout, ProtocolError
 from gateway.profiles import Table
 
@@ -30,22 +31,6 @@ __all__ = [
     "TcpRegisterClient",
     "default_factory",
 ]
-
-#: Modbus exception codes (Application Protocol V1.1b3, section 7).
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge (still processing)",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-#: Worth trying again later: busy (6), still working (5), and a gateway whose target
-#: did not answer (11, the RTU-behind-TCP form of a timeout).
-RETRYABLE_CODES = frozenset({5, 6, 11})
 
 
 class _PymodbusClient(Protocol):

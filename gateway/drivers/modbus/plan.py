@@ -46,18 +46,25 @@ _MS = Fraction(1, 1000)
 
 @dataclass(frozen=True, slots=True)
 class SerialLink:
-    """A Modbus RTU line (8E1 or 8N2: 11 bits a character)."""
+    """A Modbus RTU line: 11 bits a character (8E1, 8O1 or 8N2) unless told otherwise.
+
+    ``bits_per_char`` is start + 8 data + parity + stop bits: 10 for the common but
+    non-standard 8N1.
+    """
 
     baud: int
+    bits_per_char: int = 11
 
     def __post_init__(self) -> None:
         if self.baud <= 0:
             raise ValueError("baud must be positive")
+        if not 10 <= self.bits_per_char <= 12:
+            raise ValueError("a character is 10 to 12 bits (8 data bits)")
 
     @property
     def char_s(self) -> Fraction:
         """Tc, the time of one character."""
-        return Fraction(11, self.baud)
+        return Fraction(self.bits_per_char, self.baud)
 
     @property
     def silence_s(self) -> Fraction:
