@@ -33,10 +33,10 @@ Conventions:
   A frozen read whose value moved (a stuck clock, moving registers) is used, flagged.
 - Gaps stay open to late reads. A step between two reads longer than ``max_gap_s``
   spreads its consumption linearly (``Flag.GAP_SPANNED``, ESPI 9) and is remembered
-  (``GapSpan``, up to ``backfill_window_s`` back). A read older than the last one that
-  falls inside such a gap (a catch-up from the meter's memory, a late batch) and fits
-  the reads around it (between them, after the register turn that puts it there, and
-  within the rating on both sides) re-derives the gap's intervals with it: the output
+  (``gateway.ingest.gaps``, up to ``backfill_window_s`` back). A read older than the
+  last one that falls inside such a gap (a catch-up from the meter's memory, a late
+  batch) and fits the reads around it (between them, after the register turn that puts
+  it there, and within the rating on both sides) re-derives the gap's intervals: the output
   repeats those intervals with their new values and a ``BACKFILL`` event says why.
   Fed in time order, however batched and across restarts, late reads end exactly
   where the same reads fed in time would have. One that does not fit is quarantined.
@@ -56,11 +56,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 
 import msgspec
 
 from gateway.errors import ConfigError
+from gateway.ingest.gaps import GapRun, Gaps, GapSpan, LateRead
 from gateway.ingest.intervalize import Interval, Intervalizer, IntervalizerState
 from gateway.model import Flag, IntervalReading, Kind, Quality, Reading, Unit, quality_of
 from gateway.validation.estimate import ReferenceDay, spread
@@ -215,40 +216,6 @@ class SeriesOutput(msgspec.Struct, frozen=True, gc=False):
     gaps: Sequence[GapRun] = ()
 
 
-class GapRun(msgspec.Struct, frozen=True, gc=False):
-    """Consecutive intervals wholly inside one gap: starts ``first_ms`` .. ``last_ms``."""
-
-    first_ms: int
-    last_ms: int
-
-
-class GapSpan(msgspec.Struct, frozen=True, kw_only=True):
-    """A step between two reads longer than the max gap, kept so that a late read inside
-    it (a catch-up, a replay from the meter's memory) can re-derive its estimates.
-
-    ``grid`` is the grid just before the step (its last point is the gap's start read);
-    ``end_*`` is the read that closed the gap, as it was fed. The *tail* is the interval
-    that starts at the last boundary before the end read: it is emitted only by a later
-    read, so its value is captured when it is (``tail_value``), to correct it by how
-    much its start boundary moves.
-    """
-
-    grid: IntervalizerState
-    end_at_ms: int
-    end_cumulative: Decimal
-    end_flags: int
-    tail_ms: int
-    #: The tail's start boundary as derived then (quantized, base units).
-    tail_q: int
-    #: The tail interval once emitted: its value, flags, and how its end boundary was
-    #: derived (0 measured, INTERPOLATED or GAP_SPANNED). None while it is still open.
-    tail_value: int | None = None
-    tail_flags: int = 0
-    tail_end_how: int = 0
-    #: False once a break (reset) made the tail interval impossible.
-    tail_open: bool = True
-
-
 class SeriesState(msgspec.Struct, frozen=True, kw_only=True):
     """A processor's whole state, to persist across a gateway restart."""
 
@@ -271,33 +238,42 @@ class SeriesState(msgspec.Struct, frozen=True, kw_only=True):
     spans: tuple[GapSpan, ...] = ()
 
 
-#: At most this many gaps per series stay open to late reads (the oldest go first).
-_MAX_SPANS = 32
-_GAP_SPANNED = int(Flag.GAP_SPANNED)
 _REFERENCE_DAY = int(Flag.REFERENCE_DAY)
-_INTERPOLATED = int(Flag.INTERPOLATED)
-#: How a boundary was derived; an interval's own flags beside them come from its reads.
-_DERIVATION = _INTERPOLATED | _GAP_SPANNED
-
-
-class _Late(msgspec.Struct, frozen=True, gc=False):
-    """A late read placed inside an open gap, waiting for the end of the batch."""
-
-    span: GapSpan
-    at_ms: int
-    cumulative: Decimal
-    flags: int
-    reading: Reading
 
 
 class SeriesProcessor:
     """Tracker + rules + grid for one series. See the module doc."""
 
-    __slots__ = ("_at_memo", "_base", "_channel", "_check_interval", "_check_reading",
-                 "_exchange_at", "_exchange_to", "_factor", "_gap_ms", "_grid", "_held",
-                 "_held_flags", "_identity", "_jump", "_last_pt", "_len_ms", "_len_td",
-                 "_length_s", "_meter", "_meter_at_memo", "_next_dt", "_next_ms", "_plain_rules",
-                 "_safe_digits", "_spans", "_stage", "_tail_ms", "_tracker", "_unit", "config")
+    __slots__ = (
+        "_at_memo",
+        "_base",
+        "_channel",
+        "_check_interval",
+        "_check_reading",
+        "_exchange_at",
+        "_exchange_to",
+        "_factor",
+        "_gap_ms",
+        "_gaps",
+        "_grid",
+        "_held",
+        "_held_flags",
+        "_identity",
+        "_last_pt",
+        "_len_ms",
+        "_len_td",
+        "_length_s",
+        "_meter",
+        "_meter_at_memo",
+        "_next_dt",
+        "_next_ms",
+        "_plain_rules",
+        "_safe_digits",
+        "_stage",
+        "_tracker",
+        "_unit",
+        "config",
+    )
 
     def __init__(self, config: SeriesConfig, *, stage: ValidationStage | None = None) -> None:
         """``stage`` replaces the rules ``config`` asks for (``config.vee``)."""
@@ -330,12 +306,8 @@ class SeriesProcessor:
         self._meter_at_memo: _Memo = (_EPOCH, 0, None, 0)
         self._safe_digits = _safe_digits(self._factor)
         self._gap_ms = config.max_gap_s * 1000
-        self._spans: list[GapSpan] = []
         self._last_pt: int | None = None  # the last point fed to the grid (epoch ms)
-        self._tail_ms = -1  # the newest span's tail interval, awaited (-1: none)
-        tracker = config.tracker_config()
-        self._jump = JumpBeyondRating(tracker.max_power_w, tolerance=tracker.tolerance,
-                                      slack=tracker.slack)
+        self._gaps = self._new_gaps(())
         # Re-derived intervals are judged by the rules without memory only: the stateful
         # windows (spike, zero run) see each interval once, as first derived.
         self._plain_rules = tuple(rule for rule in self._stage.interval_rules
@@ -363,12 +335,18 @@ class SeriesProcessor:
         self._stage.restore(state.vee)
         self._identity = state.identity
         self._exchange_at, self._exchange_to = state.exchange_at_ms, state.exchange_to
-        self._spans = list(state.spans)
+        self._gaps = self._new_gaps(state.spans)
         self._last_pt = state.grid.prev_at_ms
-        newest = state.spans[-1] if state.spans else None
-        if newest is not None and newest.tail_open and newest.tail_value is None:
-            self._tail_ms = newest.tail_ms
         return self
+
+    def _new_gaps(self, spans: tuple[GapSpan, ...]) -> Gaps:
+        cfg = self.config
+        tracker = cfg.tracker_config()
+        return Gaps(interval_s=cfg.interval_s, snap_tolerance_s=cfg.snap_tolerance_s,
+                    max_gap_s=cfg.max_gap_s, backfill_window_s=cfg.backfill_window_s,
+                    modulus=cfg.modulus, unit_name=cfg.unit.base.value, spans=spans,
+                    jump=JumpBeyondRating(tracker.max_power_w, tolerance=tracker.tolerance,
+                                          slack=tracker.slack))
 
     def snapshot(self) -> SeriesState:
         return SeriesState(meter_id=self._meter, channel=self._channel,
@@ -377,7 +355,7 @@ class SeriesProcessor:
                            held_flags=self._held_flags,
                            identity=self._identity, exchange_at_ms=self._exchange_at,
                            exchange_to=self._exchange_to, vee=self._stage.snapshot(),
-                           spans=tuple(self._spans))
+                           spans=tuple(self._gaps.spans))
 
     def feed(self, reading: Reading, now_ms: int) -> SeriesOutput:
         """Take one register read; ``now_ms`` is the gateway clock (epoch ms)."""
@@ -392,9 +370,10 @@ class SeriesProcessor:
         intervals: list[IntervalReading] = []
         events: list[SeriesEvent] = []
         gaps: list[GapRun] = []
-        late: list[_Late] = []
+        late: list[LateRead] = []
+        book = self._gaps
         step, grid, check = self._tracker.step, self._grid.feed, self._check_reading
-        gap_ms, last_pt, tail = self._gap_ms, self._last_pt, self._tail_ms
+        gap_ms, last_pt, tail = self._gap_ms, self._last_pt, book.tail_ms
         interval = self._interval
         meter_time = self._stage.uses_meter_at
         # Only observe_identity (between calls) sets an exchange; here it is only applied.
@@ -494,9 +473,10 @@ class SeriesProcessor:
                 events.append(SeriesEvent(kind=EventKind.EXCHANGE, reading=reading,
                                           flags=flags, reason=exchange))
             elif outcome.notices:
-                if self._spans and outcome.notices[0].verdict is Verdict.STALE:
-                    refused = self._late(reading, at_ms, value, flags, late)
-                    if refused is None:
+                if book.spans and outcome.notices[0].verdict is Verdict.STALE:
+                    refused = book.place(reading, at_ms, value, flags)
+                    if not isinstance(refused, str):
+                        late.append(refused)
                         continue  # inside a gap: re-derives it below
                     if refused:
                         events.append(SeriesEvent(kind=EventKind.STALE, reading=reading,
@@ -508,7 +488,7 @@ class SeriesProcessor:
                 p_flags = point.flags | (flags if p_at == at_ms else held_flags)
                 if point.brk or last_pt is None or p_at - last_pt <= gap_ms:
                     if point.brk and tail >= 0:
-                        self._lose_tail()
+                        book.lose_tail()
                         tail = -1
                     if tail < 0:
                         for iv in grid(p_at, point.cumulative, p_flags, point.brk):
@@ -518,18 +498,24 @@ class SeriesProcessor:
                             emitted = interval(iv)
                             intervals.append(emitted)
                             if iv.start_ms == tail:
-                                self._capture_tail(emitted, p_at, long=False)
+                                book.capture_tail(emitted, p_at, long=False)
                                 tail = -1
                 else:  # a gap: its estimates stay open to late reads
-                    self._open_span(p_at, point.cumulative, p_flags, intervals, gaps)
-                    tail = self._tail_ms
+                    book.open(self._grid, p_at, point.cumulative, p_flags, interval,
+                              intervals, gaps)
+                    tail = book.tail_ms
                 last_pt = p_at
         self._last_pt = last_pt
-        self._tail_ms = tail
+        book.tail_ms = tail
         self._at_memo = (prev_at, prev_ms, step_td, step_ms)
         self._meter_at_memo = (prev_mt, prev_mt_ms, mstep_td, mstep_ms)
         if late:
-            self._backfill(late, intervals, events, gaps)
+            verdicts, moved = book.backfill(late, self._grid, self._plain, intervals, gaps)
+            if moved is not None:
+                self._grid = moved
+            events += [SeriesEvent(kind=EventKind(kind), reading=entry.reading,
+                                   flags=entry.flags, reason=reason)
+                       for kind, entry, reason in verdicts]
         # Most batches raise no event: share one empty tuple rather than keep a list
         # (every container built on this path is work for the cyclic collector).
         return SeriesOutput(intervals, events or _NO_EVENTS, gaps or ())
@@ -569,218 +555,6 @@ class SeriesProcessor:
         return events
 
     # -- gaps: late reads and reference days -----------------------------------------
-
-    def _open_span(self, at_ms: int, cumulative: Decimal, flags: int,
-                   intervals: list[IntervalReading], gaps: list[GapRun]) -> None:
-        """Feed a point that ends a gap, and keep the gap open to late reads."""
-        before = self._grid.snapshot()
-        head = before.boundary_ms
-        whole = self._inside_from(before)
-        first = last = -1
-        tail = self._tail_ms
-        for iv in self._grid.feed(at_ms, cumulative, flags, False):
-            emitted = self._interval(iv)
-            intervals.append(emitted)
-            if iv.start_ms == tail:
-                self._capture_tail(emitted, at_ms, long=True)
-            if iv.start_ms >= whole:  # wholly inside the gap
-                if first < 0:
-                    first = iv.start_ms
-                last = iv.start_ms
-        if first >= 0:
-            gaps.append(GapRun(first, last))
-        after = self._grid.snapshot()
-        if after.boundary_ms is None or after.boundary_ms == head:
-            return  # no boundary inside the gap: nothing estimated to re-derive
-        spans = self._spans
-        spans.append(GapSpan(grid=before, end_at_ms=at_ms, end_cumulative=cumulative,
-                             end_flags=flags, tail_ms=after.boundary_ms,
-                             tail_q=after.boundary_value))
-        horizon = at_ms - self.config.backfill_window_s * 1000
-        while spans and (len(spans) > _MAX_SPANS or spans[0].end_at_ms < horizon):
-            del spans[0]
-        self._tail_ms = after.boundary_ms if spans else -1
-
-    def _inside_from(self, before: IntervalizerState) -> int:
-        """The first interval start wholly inside a gap that starts at the grid's last
-        point: the interval at the last boundary if that point measured it, else the
-        next one (the interval before it holds measured consumption too)."""
-        head = before.boundary_ms
-        if head is None:
-            return -1
-        start_at = before.prev_at_ms
-        snap_ms = round(self.config.snap_tolerance_s * 1000)
-        return head if start_at is not None and head >= start_at - snap_ms else head + 1
-
-    def _capture_tail(self, emitted: IntervalReading, at_ms: int, *, long: bool) -> None:
-        """The newest gap's tail interval was emitted by the point at ``at_ms``: remember
-        it as emitted."""
-        span = self._spans[-1]
-        self._spans[-1] = msgspec.structs.replace(
-            span, tail_value=emitted.value, tail_flags=emitted.flags,
-            tail_end_how=self._end_how(span.tail_ms, at_ms, long))
-        self._tail_ms = -1
-
-    def _end_how(self, tail_ms: int, at_ms: int, long: bool) -> int:
-        """How the end boundary of the interval at ``tail_ms`` was derived by a step
-        ending at ``at_ms``: measured when that read is within the snap tolerance."""
-        if tail_ms + self._len_ms >= at_ms - round(self.config.snap_tolerance_s * 1000):
-            return 0
-        return _GAP_SPANNED if long else _INTERPOLATED
-
-    def _lose_tail(self) -> None:
-        """A break before the newest gap's tail interval: it will never be emitted."""
-        if self._spans:
-            self._spans[-1] = msgspec.structs.replace(self._spans[-1], tail_open=False)
-        self._tail_ms = -1
-
-    def _late(self, reading: Reading, at_ms: int, value: Decimal, flags: int,
-              late: list[_Late]) -> str | None:
-        """A read older than the last one: if it lies inside an open gap and fits the
-        reads around it, queue it to re-derive the gap (None). Otherwise the reason to
-        quarantine it, or "" when it is no gap's (the tracker's own verdict stands)."""
-        for span in self._spans:
-            start_at = span.grid.prev_at_ms
-            c0 = span.grid.prev_cumulative
-            if start_at is None or c0 is None or not start_at < at_ms < span.end_at_ms:
-                continue
-            c1 = span.end_cumulative
-            where = f"the gap from {_iso_ms(start_at)} to {_iso_ms(span.end_at_ms)}"
-            modulus = self.config.modulus
-            if modulus is None:
-                c = value
-            else:  # the turn of the register that puts it between the reads around it
-                turns = ((c0 - value) / modulus).to_integral_value(rounding=ROUND_CEILING)
-                c = value + turns * modulus
-                if c + modulus <= c1:
-                    return (f"late read inside {where}: the register turned over more than "
-                            "once across the gap, so where this read falls is ambiguous")
-            if not c0 <= c <= c1:
-                return (f"late read inside {where} does not fit the reads around it "
-                        f"({c0} .. {c1} {self._base.value}): not used")
-            if self._jump.check(at_ms - start_at, c - c0) or self._jump.check(
-                    span.end_at_ms - at_ms, c1 - c):
-                return (f"late read inside {where} implies a rate beyond the meter's "
-                        "rating on one side of it: not used")
-            late.append(_Late(span, at_ms, c, flags, reading))
-            return None
-        return ""
-
-    def _backfill(self, late: list[_Late], intervals: list[IntervalReading],
-                  events: list[SeriesEvent], gaps: list[GapRun]) -> None:
-        """Re-derive each gap that late reads fell into, once per gap per batch."""
-        # By the gap's end read: a span is replaced when its tail is captured or a gap
-        # before it is re-derived, but its end read stays.
-        by_end: dict[int, list[_Late]] = {}
-        for entry in late:
-            by_end.setdefault(entry.span.end_at_ms, []).append(entry)
-        for end_at_ms, entries in by_end.items():
-            span = next((s for s in self._spans if s.end_at_ms == end_at_ms), None)
-            if span is None:  # closed by this very batch (too old, or too many gaps)
-                for entry in entries:
-                    events.append(SeriesEvent(
-                        kind=EventKind.STALE, reading=entry.reading, flags=entry.flags,
-                        reason="late read for a gap no longer open to re-derivation"))
-                continue
-            points: list[_Late] = []
-            for entry in sorted(entries, key=lambda e: e.at_ms):
-                if points and points[-1].at_ms == entry.at_ms:
-                    if points[-1].cumulative != entry.cumulative:
-                        events.append(SeriesEvent(
-                            kind=EventKind.CONFLICT, reading=entry.reading, flags=entry.flags,
-                            reason="late read at the same instant as another, other value"))
-                    continue  # the same late read twice: once is enough
-                points.append(entry)
-            self._rederive(span, points, intervals, gaps)
-            where = f"{_iso_ms(span.grid.prev_at_ms or 0)} to {_iso_ms(span.end_at_ms)}"
-            for entry in points:
-                events.append(SeriesEvent(
-                    kind=EventKind.BACKFILL, reading=entry.reading, flags=entry.flags,
-                    reason=f"late read inside the gap from {where}: the gap's estimated "
-                           "intervals re-derived with it"))
-
-    def _rederive(self, span: GapSpan, points: list[_Late], intervals: list[IntervalReading],
-                  gaps: list[GapRun]) -> None:
-        """Run the gap again from the grid before it, with the late reads in it. Sub-gaps
-        still longer than the max gap stay open, and so does the last one (up to the
-        gap's end read), where the rest of a catch-up will fall; the tail interval is
-        corrected, or the live grid's boundary is, if the tail is not emitted yet."""
-        cfg = self.config
-        grid = Intervalizer(cfg.interval_s, snap_tolerance_s=cfg.snap_tolerance_s,
-                            max_gap_s=cfg.max_gap_s, state=span.grid)
-        steps = [(p.at_ms, p.cumulative, p.flags) for p in points]
-        steps.append((span.end_at_ms, span.end_cumulative, span.end_flags))
-        subs: list[GapSpan] = []
-        awaiting = False  # subs[-1]'s tail is still to come
-        prev = span.grid.prev_at_ms or 0
-        for at_ms, cumulative, flags in steps:
-            before = grid.snapshot()
-            head = before.boundary_ms
-            whole = self._inside_from(before)
-            long = at_ms - prev > self._gap_ms
-            first = last = -1
-            for iv in grid.feed(at_ms, cumulative, flags, False):
-                intervals.append(self._plain(iv))
-                if awaiting and iv.start_ms == subs[-1].tail_ms:
-                    subs[-1] = msgspec.structs.replace(
-                        subs[-1], tail_value=iv.value, tail_flags=iv.flags,
-                        tail_end_how=self._end_how(iv.start_ms, at_ms, long))
-                    awaiting = False
-                if long and iv.start_ms >= whole:
-                    if first < 0:
-                        first = iv.start_ms
-                    last = iv.start_ms
-            if first >= 0:
-                gaps.append(GapRun(first, last))
-            after = grid.snapshot()
-            # The last step stays open however short it is: a catch-up in several
-            # batches continues after the latest late read.
-            keep = long or at_ms == span.end_at_ms
-            if keep and after.boundary_ms is not None and after.boundary_ms != head:
-                subs.append(GapSpan(grid=before, end_at_ms=at_ms, end_cumulative=cumulative,
-                                    end_flags=flags, tail_ms=after.boundary_ms,
-                                    tail_q=after.boundary_value))
-                awaiting = True
-            prev = at_ms
-        final = grid.snapshot()
-        tail_q, tail_bf = final.boundary_value, final.boundary_flags
-        newest = self._spans[-1] is span
-        if final.boundary_ms == span.tail_ms:
-            if span.tail_value is not None:  # emitted already: re-emit it corrected
-                value = span.tail_value + span.tail_q - tail_q
-                flags = (span.tail_flags & ~_DERIVATION) | tail_bf | span.tail_end_how
-                intervals.append(self._plain(Interval(span.tail_ms, value, flags)))
-                if awaiting:
-                    subs[-1] = msgspec.structs.replace(subs[-1], tail_value=value,
-                                                       tail_flags=flags,
-                                                       tail_end_how=span.tail_end_how)
-                self._patch_next(span, tail_q, tail_bf)
-            elif span.tail_open and newest and self._grid.snapshot().boundary_ms == span.tail_ms:
-                live = self._grid.snapshot()  # the tail is still open: fix where it starts
-                self._grid = Intervalizer(cfg.interval_s, snap_tolerance_s=cfg.snap_tolerance_s,
-                                          max_gap_s=cfg.max_gap_s,
-                                          state=msgspec.structs.replace(
-                                              live, boundary_value=tail_q,
-                                              boundary_flags=tail_bf))
-            elif awaiting:
-                subs[-1] = msgspec.structs.replace(subs[-1], tail_open=False)
-        i = next(i for i, s in enumerate(self._spans) if s is span)
-        self._spans[i:i + 1] = subs
-        if newest:
-            last_sub = subs[-1] if subs and subs[-1].end_at_ms == span.end_at_ms else None
-            self._tail_ms = (last_sub.tail_ms if last_sub is not None and last_sub.tail_open
-                             and last_sub.tail_value is None else -1)
-
-    def _patch_next(self, span: GapSpan, tail_q: int, tail_bf: int) -> None:
-        """A gap that starts where ``span`` ends begins at its corrected tail boundary."""
-        for i, other in enumerate(self._spans):
-            grid = other.grid
-            # Its grid still starts from the tail boundary: no boundary was settled
-            # between this gap's end read and its start read.
-            if other is not span and grid.boundary_ms == span.tail_ms \
-                    and (grid.prev_at_ms or 0) >= span.end_at_ms:
-                self._spans[i] = msgspec.structs.replace(other, grid=msgspec.structs.replace(
-                    grid, boundary_value=tail_q, boundary_flags=tail_bf))
 
     def _plain(self, iv: Interval) -> IntervalReading:
         """A re-derived or reshaped interval, judged by the rules without memory."""
@@ -838,8 +612,7 @@ class SeriesProcessor:
             self._held, self._held_flags = None, 0
         self._tracker = RegisterTracker(self._tracker.config)
         self._identity, self._exchange_at, self._exchange_to = new, None, None
-        self._spans.clear()  # a late read of the old meter cannot be placed in the new one
-        self._tail_ms = -1
+        self._gaps.clear()  # a late read of the old meter cannot be placed in the new one
         return (f"meter exchange: serial {old} -> {new}; old meter's final read {final}, "
                 f"new meter's start read {value} at {_iso_ms(at_ms)}; the consumption "
                 "between the two is not known and not invented")
