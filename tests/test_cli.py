@@ -42,7 +42,9 @@ def test_check_reports_every_problem_with_file_key_and_fix(tmp_path: Path) -> No
     assert done.returncode == 2
     err = " ".join(done.stderr.split())
     assert f"{bad}: meters[0](meter_id=M1).profile: no device profile 'sdm999'" in err
-    assert "fix: use one of: eastron_sdm120, eastron_sdm630" in err
+    # Every bundled profile is offered (the library grows: list it, do not hard-code it).
+    known = ", ".join(sorted(path.stem for path in (ROOT / "config" / "devices").glob("*.toml")))
+    assert f"fix: use one of: {known}" in err
     assert "meters[1](meter_id=M2).channels[0]: profile eastron_sdm120 has no cumulative" in err
     assert "2 problem(s)" in err
 
