@@ -1,0 +1,201 @@
+"""One owner per RTU line: every device on a bus reads through its :class:`Bus`.
+
+RS-485 is half duplex and RTU has no transaction id, so two requests in flight would
+be indistinguishable. A bus runs one transaction at a time (a FIFO lock), and each is:
+
+1. wait for the line: t3.5 after the last frame, and the device's own pause since its
+   last reply (Eastron meters want 100 ms or more between queries);
+2. discard input (the kernel's queue and ours): nothing that came before counts;
+3. write the request, then read until the :class:`~gateway.drivers.modbus.rtu.ReplyParser`
+   has a valid reply to *this* request (unit id, function, byte count, CRC), or until
+   the timeout (counted from the end of the request on the wire, plus the reply's own
+   wire time).
+
+After a timeout the silent device may still answer. A late reply of another shape is
+rejected by the parser; one of the same shape (the same unit, function and count) is
+indistinguishable from the answer, so the next request of that shape to that unit
+first listens for ``late_guard_s`` and throws away what comes. Replies later than the
+timeout plus the guard cannot be told apart on any RTU master; the poller's backoff
+before retrying a failed device (seconds) widens the margin in practice.
+
+Port failures (adapter unplugged: EIO/ENXIO; a pty or server gone) close the port;
+the next transaction reopens it, no sooner than a backoff that doubles per failed
+reopen, so a missing adapter is not hammered by every device on its bus.
+
+Line timing runs on the event loop's monotonic clock: it is physics, not the
+(possibly accelerated) wall clock the readings are stamped with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from gateway.drivers.modbus.rtu import LineSettings, NeedData, ReadRequest, Refusal, ReplyParser
+from gateway.drivers.modbus.serial_link import ByteStream, SerialStream, TcpStream
+from gateway.errors import ConnectError
+
+__all__ = ["Bus", "BusPool", "BusStats"]
+
+
+@dataclass
+class BusStats:
+    transactions: int = 0
+    replies: int = 0
+    refusals: int = 0
+    failures: int = 0
+    #: Stray bytes dropped in front of replies (noise, late replies).
+    discarded_bytes: int = 0
+    opens: int = 0
+    port_failures: int = 0
+
+
+class Bus:
+    """Serialises the transactions of every device on one line."""
+
+    def __init__(self, stream: ByteStream, line: LineSettings, *,
+                 late_guard_s: float = 0.25, reopen_base_s: float = 0.5,
+                 reopen_cap_s: float = 30.0) -> None:
+        self.name = stream.name
+        self.line = line
+        self._stream = stream
+        self._silence_s = float(line.silence_s)
+        self._late_guard_s = late_guard_s
+        self._reopen_base_s, self._reopen_cap_s = reopen_base_s, reopen_cap_s
+        self._lock = asyncio.Lock()
+        #: Loop time when the line last went quiet, and per unit when it last answered.
+        self._quiet_at = float("-inf")
+        self._answered_at: dict[int, float] = {}
+        #: (unit, function, count) of the last request that timed out.
+        self._timed_out: tuple[int, int, int] | None = None
+        self._reopen_at = float("-inf")
+        self._reopen_failures = 0
+        self._users = 0
+        self.stats = BusStats()
+
+    @property
+    def is_open(self) -> bool:
+        return self._stream.is_open
+
+    def attach(self) -> None:
+        """A device starts using the bus (see :meth:`detach`)."""
+        self._users += 1
+
+    def detach(self) -> None:
+        """A device stops using the bus; the last one out closes the port."""
+        self._users = max(self._users - 1, 0)
+        if self._users == 0:
+            self._stream.close()
+
+    async def ensure_open(self) -> None:
+        async with self._lock:
+            await self._ensure_open()
+
+    async def read(self, request: ReadRequest, *, device: str, timeout_s: float,
+                   pause_s: float = 0.0) -> tuple[int, ...]:
+        """The registers ``request`` asks for, or a typed DriverError naming ``device``."""
+        async with self._lock:
+            await self._ensure_open()
+            self.stats.transactions += 1
+            try:
+                return await self._transact(request, device, timeout_s, pause_s)
+            except ConnectError as exc:
+                self._port_failed()
+                raise ConnectError(f"{self.name}: {exc}", device=device) from exc
+            except Exception:
+                self.stats.failures += 1
+                raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._stream.close()
+
+    async def _ensure_open(self) -> None:
+        if self._stream.is_open:
+            return
+        loop = asyncio.get_running_loop()
+        self._stream.close()  # a failed stream still holds its descriptor until closed
+        wait = self._reopen_at - loop.time()
+        if wait > 0:
+            raise ConnectError(f"closed after a failure; reopening in {wait:.1f} s",
+                               device=self.name)
+        try:
+            await self._stream.open()
+        except ConnectError:
+            self._reopen_failures += 1
+            self._reopen_at = loop.time() + min(
+                self._reopen_base_s * 2 ** (self._reopen_failures - 1), self._reopen_cap_s)
+            raise
+        self._reopen_failures = 0
+        self._quiet_at = loop.time()
+        self.stats.opens += 1
+
+    def _port_failed(self) -> None:
+        self.stats.port_failures += 1
+        self._stream.close()
+        loop = asyncio.get_running_loop()
+        self._reopen_at = loop.time() + self._reopen_base_s
+
+    async def _transact(self, request: ReadRequest, device: str, timeout_s: float,
+                        pause_s: float) -> tuple[int, ...]:
+        loop = asyncio.get_running_loop()
+        stream = self._stream
+        ready = max(self._quiet_at + self._silence_s,
+                    self._answered_at.get(request.unit, float("-inf")) + pause_s)
+        shape = (request.unit, request.function, request.count)
+        if self._timed_out == shape:
+            ready = max(ready, loop.time() + self._late_guard_s)
+        self._timed_out = None
+        if ready > loop.time():
+            await asyncio.sleep(ready - loop.time())
+        stream.discard_input()
+        await stream.write(request.frame)
+        sent_at = loop.time()
+        deadline = sent_at + float(self.line.wire_s(ReadRequest.SIZE + request.reply_size)) \
+            + timeout_s
+        parser = ReplyParser(request)
+        while True:
+            data = await stream.receive(deadline)
+            if not data:
+                self._quiet_at = loop.time()
+                self._timed_out = shape
+                raise parser.failure(device, timeout_s)
+            parser.feed(data)
+            event = parser.next_event()
+            if isinstance(event, NeedData):
+                continue
+            self._quiet_at = self._answered_at[request.unit] = loop.time()
+            self.stats.discarded_bytes += event.discarded
+            if isinstance(event, Refusal):
+                self.stats.refusals += 1
+                raise event.error(request, device)
+            self.stats.replies += 1
+            return event.values
+
+
+class BusPool:
+    """The buses of one gateway, one per serial port or device server, shared by every
+    device that names it."""
+
+    def __init__(self) -> None:
+        self._buses: dict[tuple[str, ...], Bus] = {}
+
+    def serial(self, path: str, line: LineSettings) -> Bus:
+        key = ("serial", path)
+        bus = self._buses.get(key)
+        if bus is None:
+            bus = self._buses[key] = Bus(SerialStream(path, line), line)
+        elif bus.line != line:
+            raise ValueError(f"{path} is already open as {bus.line}, not {line}")
+        return bus
+
+    def tcp(self, host: str, port: int, line: LineSettings) -> Bus:
+        key = ("tcp", host, str(port))
+        bus = self._buses.get(key)
+        if bus is None:
+            bus = self._buses[key] = Bus(TcpStream(host, port), line)
+        return bus
+
+    async def close(self) -> None:
+        for bus in self._buses.values():
+            await bus.close()

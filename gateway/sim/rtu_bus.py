@@ -1,0 +1,243 @@
+"""A simulated RS-485 multi-drop bus on a pseudo-terminal: a real RTU peer.
+
+The gateway opens the pty's slave end like any serial port (its path, or a symlink
+standing in for ``/dev/ttyUSB0``); this simulator holds the master end and answers as
+the slaves on the bus would:
+
+- each :class:`~gateway.sim.modbus_meter.SimulatedMeter` answers its own unit id
+  with its profile's registers at the clock's time; **unknown unit ids get no answer**,
+  as on a real bus (pymodbus' server answers them with exception 4, which no slave on
+  a real line would do);
+- bytes go out at the line's pace (a link emulator): a request is taken as arrived
+  once its 8 bytes would have crossed the line, the reply starts after the device's
+  turnaround, and each chunk of it is released when its last byte would be complete;
+- faults per unit (:class:`Faults`): noise before a reply, truncation, a broken CRC,
+  a late reply (after the master's timeout), silence (a dead device), an exception;
+- :meth:`RtuBus.unplug` and :meth:`RtuBus.replug`: the adapter vanishes (the pty
+  closes, the symlink goes) and comes back at the same path, as udev would do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tty
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.clock import Clock
+from gateway.drivers.modbus.rtu import LineSettings, ReadRequest, crc16
+from gateway.profiles import Table
+from gateway.sim.modbus_meter import MeterSpec, SimulatedMeter
+
+__all__ = ["Faults", "RtuBus", "serve_rtu_bus"]
+
+
+@dataclass
+class Faults:
+    """What one unit does wrong; ``times`` limits it to the next N requests."""
+
+    #: Never answer (a dead or unpowered device).
+    silent: bool = False
+    #: Answer with this Modbus exception code (6: busy).
+    refuse: int | None = None
+    #: Bytes sent on the line just before the reply (noise, a reflection).
+    noise: bytes = b""
+    #: Send only the first N bytes of the reply.
+    truncate_to: int | None = None
+    #: Flip a bit of the reply's CRC.
+    corrupt_crc: bool = False
+    #: Extra delay before answering (past the master's timeout: a late reply).
+    late_s: float = 0.0
+    #: Requests the fault applies to; None: all, until replaced.
+    times: int | None = None
+
+
+@dataclass
+class _Unit:
+    meter: SimulatedMeter
+    faults: Faults = field(default_factory=Faults)
+    requests: int = 0
+
+
+class RtuBus:
+    """Several simulated meters on one simulated RS-485 line."""
+
+    def __init__(self, meters: Sequence[SimulatedMeter], clock: Clock, line: LineSettings,
+                 *, link: Path | None = None, turnaround_s: float = 0.0) -> None:
+        self.line = line
+        self.turnaround_s = turnaround_s
+        self._clock = clock
+        self._link = link
+        self._units = {m.device_id: _Unit(m) for m in meters}
+        if len(self._units) != len(meters):
+            raise ValueError("two meters on one bus share a unit id")
+        self._master = self._slave = -1
+        self._slave_path = ""
+        self._inbox = bytearray()
+        self._queue: asyncio.Queue[tuple[float, ReadRequest]] = asyncio.Queue()
+        self._server: asyncio.Task[None] | None = None
+        #: Requests seen for unit ids nobody on the bus has.
+        self.unanswered = 0
+
+    @property
+    def path(self) -> str:
+        """What the gateway opens: the symlink if one was asked for, else the pty."""
+        return str(self._link) if self._link is not None else self._slave_path
+
+    def meter(self, unit: int) -> SimulatedMeter:
+        return self._units[unit].meter
+
+    def requests(self, unit: int) -> int:
+        return self._units[unit].requests
+
+    def set_faults(self, unit: int, faults: Faults) -> None:
+        self._units[unit].faults = faults
+
+    async def start(self) -> None:
+        self._plug()
+        self._server = asyncio.create_task(self._serve(), name=f"rtu bus {self.path}")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._server
+            self._server = None
+        self.unplug()
+
+    def unplug(self) -> None:
+        """The adapter vanishes: its pty closes and its path goes away."""
+        if self._master < 0:
+            return
+        asyncio.get_running_loop().remove_reader(self._master)
+        os.close(self._master)
+        os.close(self._slave)
+        self._master = self._slave = -1
+        self._inbox.clear()
+        if self._link is not None:
+            self._link.unlink(missing_ok=True)
+
+    def replug(self) -> None:
+        """The adapter comes back: a new pty at the same path."""
+        self.unplug()
+        self._plug()
+
+    def _plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line discipline: bytes pass unchanged
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self._slave_path = os.ttyname(slave)
+        if self._link is not None:
+            self._link.unlink(missing_ok=True)
+            self._link.symlink_to(self._slave_path)
+        asyncio.get_running_loop().add_reader(master, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # nobody holds the slave end: nothing to hear until someone does
+            return
+        now = asyncio.get_running_loop().time()
+        self._inbox += data
+        # Requests are 8 bytes with a valid CRC; anything else is dropped a byte at a
+        # time, as a slave's receiver resynchronises.
+        while len(self._inbox) >= ReadRequest.SIZE:
+            frame = bytes(self._inbox[:ReadRequest.SIZE])
+            if crc16(frame) != 0 or frame[1] not in (3, 4):  # CRC over frame+CRC is 0
+                del self._inbox[0]
+                continue
+            del self._inbox[:ReadRequest.SIZE]
+            table: Table = "input" if frame[1] == 4 else "holding"
+            request = ReadRequest(frame[0], table, int.from_bytes(frame[2:4], "big"),
+                                  int.from_bytes(frame[4:6], "big"))
+            self._queue.put_nowait((now, request))
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            arrived, request = await self._queue.get()
+            unit = self._units.get(request.unit)
+            if unit is None:
+                self.unanswered += 1
+                continue
+            unit.requests += 1
+            faults = unit.faults
+            if faults.times is not None:
+                faults.times -= 1
+                if faults.times < 0:
+                    faults = unit.faults = Faults()
+            if faults.silent:
+                continue
+            start = arrived + float(self.line.wire_s(ReadRequest.SIZE)) \
+                + self.turnaround_s + faults.late_s
+            if start > loop.time():
+                await asyncio.sleep(start - loop.time())
+            await self._send(faults.noise + self._reply(unit, request, faults))
+
+    def _reply(self, unit: _Unit, request: ReadRequest, faults: Faults) -> bytes:
+        code = faults.refuse if faults.refuse is not None else self._check(unit, request)
+        if code is not None:
+            frame = request.refusal(code)
+        else:
+            words = unit.meter.registers(request.table, self._clock.now())
+            frame = request.reply([words.get(a, 0)
+                                   for a in range(request.start, request.start + request.count)])
+        if faults.corrupt_crc:
+            frame = frame[:-1] + bytes([frame[-1] ^ 0x01])
+        if faults.truncate_to is not None:
+            frame = frame[:faults.truncate_to]
+        return frame
+
+    @staticmethod
+    def _check(unit: _Unit, request: ReadRequest) -> int | None:
+        """Exception 2 for registers a gap-intolerant device does not have."""
+        profile = unit.meter.profile
+        if profile.allow_gap_reads:
+            return None
+        mapped = {p.address + i for p in profile.points if p.table == request.table
+                  for i in range(p.width)}
+        wanted = range(request.start, request.start + request.count)
+        return None if all(a in mapped for a in wanted) else 2
+
+    async def _send(self, frame: bytes) -> None:
+        """Release the frame at the line's pace: each chunk once its last byte is due."""
+        loop = asyncio.get_running_loop()
+        char_s = float(self.line.char_s)
+        chunk = max(1, int(0.002 / char_s))  # about 2 ms of line per write
+        start = loop.time()
+        for offset in range(0, len(frame), chunk):
+            piece = frame[offset:offset + chunk]
+            due = start + (offset + len(piece)) * char_s
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            if self._master < 0:
+                return  # unplugged mid-reply
+            with contextlib.suppress(BlockingIOError):  # nobody reading: the line drops it
+                os.write(self._master, piece)
+
+
+def rtu_meters(specs: Sequence[MeterSpec], clock: Clock) -> list[SimulatedMeter]:
+    """Simulated meters for a bus (their register models, without TCP servers)."""
+    return [SimulatedMeter(spec, clock, host="rtu") for spec in specs]
+
+
+@asynccontextmanager
+async def serve_rtu_bus(specs: Sequence[MeterSpec], clock: Clock, line: LineSettings, *,
+                        link: Path | None = None,
+                        turnaround_s: float = 0.0) -> AsyncIterator[RtuBus]:
+    """A running bus of simulated meters, one per spec (by ``device_id``)."""
+    bus = RtuBus(rtu_meters(specs, clock), clock, line, link=link, turnaround_s=turnaround_s)
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.stop()
