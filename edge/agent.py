@@ -15,6 +15,7 @@ from edge.assembly import Assembly, build_driver
 from gateway import log
 from gateway.api.app import create_app
 from gateway.clock import Clock
+from gateway.drivers.modbus.bus import BusPool
 from gateway.errors import ConfigError
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.poller import Poller
@@ -48,12 +49,14 @@ class Agent:
             pipeline = await Pipeline.open(self.store, self.assembly.polled_series())
             await self.self_reads.open()
             transitions = log.Transitions(_log)
+            buses = BusPool()  # one owner per serial port, shared by its meters
+            stack.push_async_callback(buses.close)
             for plan in self.assembly.meters:
                 self.pollers.append(Poller(
                     meter_id=plan.meter.meter_id, timezone=plan.timezone,
                     protocol=plan.meter.protocol, profile=plan.profile.name,
-                    driver=build_driver(plan, self.clock), pipeline=pipeline, store=self.store,
-                    clock=self.clock, interval_s=plan.meter.poll_interval_s,
+                    driver=build_driver(plan, self.clock, buses), pipeline=pipeline,
+                    store=self.store, clock=self.clock, interval_s=plan.meter.poll_interval_s,
                     transitions=transitions,
                 ))
             # Bind before any task starts, so a busy port is a plain ConfigError.

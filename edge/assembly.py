@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
 from gateway.drivers import PolledDriver
@@ -26,15 +27,20 @@ from gateway.settings import (
     LoadedConfig,
     ManualMeterConfig,
     ManualRegister,
-    MeterConfig,
+    PolledMeterConfig,
+    RtuMeterConfig,
+    RtuTcpMeterConfig,
 )
 from gateway.validation import VeeConfig
 from gateway.validation.daily import DailyLimits
 
+if TYPE_CHECKING:  # drivers import their protocol libraries: only when a meter needs them
+    from gateway.drivers.modbus.bus import BusPool
+
 
 @dataclass(frozen=True)
 class MeterPlan:
-    meter: MeterConfig
+    meter: PolledMeterConfig
     profile: DeviceProfile
     timezone: str
     series: tuple[SeriesConfig, ...]
@@ -117,7 +123,7 @@ def assemble(config: LoadedConfig) -> Assembly:
     return Assembly(config=config, meters=tuple(plans), manual=tuple(manual))
 
 
-def _series_of(config: LoadedConfig, meter: MeterConfig, profile: DeviceProfile,
+def _series_of(config: LoadedConfig, meter: PolledMeterConfig, profile: DeviceProfile,
                where: str) -> tuple[list[SeriesConfig], list[ConfigError]]:
     settings = config.settings
     cumulative = {p.channel: p for p in profile.points if p.kind is Kind.CUMULATIVE}
@@ -218,7 +224,7 @@ def _vee_of(config: LoadedConfig, meter: AnyMeter,
     return vee, None
 
 
-def _daily_of(config: LoadedConfig, meter: MeterConfig,
+def _daily_of(config: LoadedConfig, meter: PolledMeterConfig,
               where: str) -> tuple[DailyLimits, ConfigError | None]:
     """The meter's daily usage limits, merged like its other rules (see _vee_of)."""
     keys = set(DAILY_RULE_KEYS)
@@ -239,19 +245,42 @@ def _daily_of(config: LoadedConfig, meter: MeterConfig,
     return limits, None
 
 
-def build_driver(plan: MeterPlan, clock: Clock) -> PolledDriver:
-    """The driver for a meter's protocol. One place knows which class serves which."""
+def build_driver(plan: MeterPlan, clock: Clock, buses: BusPool | None = None) -> PolledDriver:
+    """The driver for a meter's protocol. One place knows which class serves which.
+
+    RTU meters read through ``buses``: meters naming the same serial port (or device
+    server) get the same :class:`Bus`, so their transactions never overlap. Without a
+    pool the meter gets a bus of its own.
+    """
     meter = plan.meter
     profile = plan.profile
     if meter.inter_request_ms is not None:
         profile = profile.model_copy(update={"inter_request_ms": meter.inter_request_ms})
-    if meter.protocol == "modbus_tcp":
-        from gateway.drivers.modbus.driver import ModbusTcpDriver
+    if isinstance(meter, RtuMeterConfig | RtuTcpMeterConfig):
+        from gateway.drivers.modbus.bus import BusPool
 
-        return ModbusTcpDriver(
-            meter_id=meter.meter_id, host=meter.host, port=meter.port,
-            device_id=meter.unit_id, profile=profile, clock=clock,
-            timeout_s=meter.timeout_s,
-        )
-    raise ConfigError(f"protocol {meter.protocol!r} has no driver", key="protocol",
-                      fix="use modbus_tcp")
+        return _rtu_driver(meter, profile, clock, buses or BusPool())
+    from gateway.drivers.modbus.driver import ModbusTcpDriver
+
+    return ModbusTcpDriver(
+        meter_id=meter.meter_id, host=meter.host, port=meter.port,
+        device_id=meter.unit_id, profile=profile, clock=clock,
+        timeout_s=meter.timeout_s,
+    )
+
+
+def _rtu_driver(meter: RtuMeterConfig | RtuTcpMeterConfig, profile: DeviceProfile,
+                clock: Clock, buses: BusPool) -> PolledDriver:
+    from gateway.drivers.modbus.driver import ModbusDriver
+    from gateway.drivers.modbus.rtu import LineSettings
+    from gateway.drivers.modbus.rtu_client import RtuRegisterClient
+
+    if meter.turnaround_ms is not None:
+        profile = profile.model_copy(update={"turnaround_ms": meter.turnaround_ms})
+    line = LineSettings(meter.baudrate, meter.parity, meter.stopbits)
+    bus = buses.serial(meter.port, line) if isinstance(meter, RtuMeterConfig) \
+        else buses.tcp(meter.host, meter.port, line)
+    client = RtuRegisterClient(bus, meter.unit_id, timeout_s=meter.timeout_s,
+                               pause_s=profile.inter_request_ms / 1000)
+    # The bus keeps the device's pause (across polls too): the driver adds none.
+    return ModbusDriver(meter.meter_id, client, profile, clock, link=line.link)

@@ -131,13 +131,12 @@ class ValidationSection(_Model):
     rules: RulesSection = RulesSection()
 
 
-class MeterConfig(_Model):
+class _PolledMeter(_Model):
+    """What every polled meter has, whatever carries its requests."""
+
     meter_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
     #: A device profile name: the file stem in the profiles folder (e.g. ``eastron_sdm630``).
     profile: Annotated[str, Field(min_length=1)]
-    protocol: Literal["modbus_tcp"] = "modbus_tcp"
-    host: Annotated[str, Field(min_length=1)]
-    port: Annotated[int, Field(ge=1, le=65535)] = 502
     unit_id: Annotated[int, Field(ge=1, le=247)] = 1
     poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
@@ -156,6 +155,52 @@ class MeterConfig(_Model):
     @classmethod
     def _tz(cls, v: str | None) -> str | None:
         return None if v is None else _timezone(v)
+
+
+class MeterConfig(_PolledMeter):
+    """A Modbus TCP meter (or a Modbus TCP gateway's unit)."""
+
+    protocol: Literal["modbus_tcp"] = "modbus_tcp"
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+
+
+class _SerialLine(_PolledMeter):
+    """An RTU meter: its line's character format, and its own timing."""
+
+    #: The line's speed; every meter on one port must agree.
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    #: N, E or O; even by default, as the Modbus serial line spec asks.
+    parity: Literal["N", "E", "O"] = "E"
+    #: 1 or 2; unset: 1 with parity, 2 without (the spec's 11-bit character).
+    stopbits: Literal[1, 2] | None = None
+    #: Overrides the profile's turnaround (ms): the planner weighs it against gap reads.
+    turnaround_ms: Annotated[int, Field(ge=0, le=60_000)] | None = None
+
+    def line_key(self) -> tuple[int, str, int | None]:
+        return (self.baudrate, self.parity, self.stopbits)
+
+
+class RtuMeterConfig(_SerialLine):
+    """A Modbus RTU meter on a local serial port (RS-485 adapter); meters naming the same
+    port share one bus."""
+
+    protocol: Literal["modbus_rtu"]
+    #: The serial port: ``/dev/ttyUSB0``, or better a stable ``/dev/serial/by-id/...`` name.
+    port: Annotated[str, Field(min_length=1)]
+
+
+class RtuTcpMeterConfig(_SerialLine):
+    """A Modbus RTU meter behind a serial device server (RTU frames over TCP); meters
+    naming the same host and port share one bus. ``baudrate`` is the serial side's."""
+
+    protocol: Literal["modbus_rtu_tcp"]
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 4001
+
+
+#: Every meter the gateway polls.
+PolledMeterConfig = MeterConfig | RtuMeterConfig | RtuTcpMeterConfig
 
 
 class _Fixable(ValueError):
@@ -274,12 +319,44 @@ def _protocol(meter: Any) -> str:
 
 
 #: The protocols a meter may name, each with its model (the tag pydantic reports).
-METER_PROTOCOLS = ("modbus_tcp", "manual")
-AnyMeter = MeterConfig | ManualMeterConfig
+METER_PROTOCOLS = ("modbus_tcp", "modbus_rtu", "modbus_rtu_tcp", "manual")
+AnyMeter = MeterConfig | RtuMeterConfig | RtuTcpMeterConfig | ManualMeterConfig
 _MeterEntry = Annotated[
-    Annotated[MeterConfig, Tag("modbus_tcp")] | Annotated[ManualMeterConfig, Tag("manual")],
+    Annotated[MeterConfig, Tag("modbus_tcp")] | Annotated[RtuMeterConfig, Tag("modbus_rtu")]
+    | Annotated[RtuTcpMeterConfig, Tag("modbus_rtu_tcp")]
+    | Annotated[ManualMeterConfig, Tag("manual")],
     Discriminator(_protocol),
 ]
+
+
+def _bus_problems(meters: list[AnyMeter]) -> None:
+    """Meters on one serial line must agree on its format and have distinct unit ids."""
+    first: dict[tuple[str, str], tuple[int, _SerialLine]] = {}
+    units: dict[tuple[str, str, int], int] = {}
+    for i, meter in enumerate(meters):
+        if isinstance(meter, RtuMeterConfig):
+            bus = ("port", meter.port)
+        elif isinstance(meter, RtuTcpMeterConfig):
+            bus = ("device server", f"{meter.host}:{meter.port}")
+        else:
+            continue
+        where = f"meters[{i}](meter_id={meter.meter_id})"
+        seen = first.setdefault(bus, (i, meter))
+        j, other = seen
+        if other.line_key() != meter.line_key():
+            raise _Fixable(
+                f"{where} is on {bus[0]} {bus[1]} at baudrate {meter.baudrate}, parity "
+                f"{meter.parity}, stopbits {meter.stopbits or 'default'}, but "
+                f"meters[{j}](meter_id={other.meter_id}) on the same line says "
+                f"{other.baudrate}, {other.parity}, {other.stopbits or 'default'}",
+                "one line has one format: give every meter on it the same baudrate, parity "
+                "and stopbits (the meters' own settings must match too)")
+        clash = units.setdefault((*bus, meter.unit_id), i)
+        if clash != i:
+            raise _Fixable(
+                f"{where} has unit_id {meter.unit_id}, like meters[{clash}] on the same "
+                f"{bus[0]} {bus[1]}", "give each meter on one bus its own unit_id (set on "
+                "the meter's display or by its installer)")
 
 
 class Settings(_Model):
@@ -298,6 +375,7 @@ class Settings(_Model):
             if m.meter_id in seen:
                 raise ValueError(f"meter_id {m.meter_id!r} appears twice; meter ids are unique")
             seen.add(m.meter_id)
+        _bus_problems(meters)
         return meters
 
     def timezone_of(self, meter: AnyMeter) -> str:
@@ -387,7 +465,9 @@ def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
 
 
 def _manual_fix(kind: str, key: str, fix: str) -> str:
-    if kind == "extra_forbidden" and key in MeterConfig.model_fields:
+    polled = {*MeterConfig.model_fields, *RtuMeterConfig.model_fields,
+              *RtuTcpMeterConfig.model_fields}
+    if kind == "extra_forbidden" and key in polled:
         return ("a manual meter is not polled and has no device profile: remove it, or set "
                 'protocol = "modbus_tcp"')
     if kind == "missing" and key == "max_power_w":

@@ -1,4 +1,9 @@
-"""The Modbus TCP driver: a profile's read plan, a register client and the decoder."""
+"""The Modbus driver: a profile's read plan, a register client and the decoder.
+
+The same driver polls Modbus TCP meters (``TcpRegisterClient``, pymodbus) and RTU
+meters on a shared serial bus or behind a serial device server
+(``RtuRegisterClient``); only the client and the link the plan optimises for differ.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from gateway.drivers.modbus.plan import Link, TcpLink, plan_reads
 from gateway.model import Reading
 from gateway.profiles import DeviceProfile, Table
 
-__all__ = ["ClientFactory", "ModbusTcpDriver", "RegisterClient"]
+__all__ = ["ClientFactory", "ModbusDriver", "ModbusTcpDriver", "RegisterClient"]
 
 
 class RegisterClient(Protocol):
@@ -35,26 +40,25 @@ class ClientFactory(Protocol):
                  timeout_s: float) -> RegisterClient: ...
 
 
-class ModbusTcpDriver:
-    """Polls one Modbus unit over TCP according to its device profile.
+class ModbusDriver:
+    """Polls one Modbus unit according to its device profile, through ``client``.
 
     ``link`` is what the plan optimises for: :class:`TcpLink` for a native Modbus TCP
-    meter, ``SerialLink(baud)`` for an RTU meter behind a TCP gateway. The profile's
-    ``inter_request_ms`` is kept between the requests of one poll.
+    meter, ``SerialLink(baud)`` for an RTU meter (on a serial port, or behind a TCP
+    gateway). ``pause_s`` is kept between the requests of one poll, for clients that do
+    not keep the device's pause themselves (an RTU bus does, across polls too).
     """
 
-    def __init__(self, meter_id: str, host: str, port: int, device_id: int,
-                 profile: DeviceProfile, clock: Clock, *, timeout_s: float = 3.0,
-                 link: Link | None = None,
-                 client_factory: ClientFactory = TcpRegisterClient) -> None:
+    def __init__(self, meter_id: str, client: RegisterClient, profile: DeviceProfile,
+                 clock: Clock, *, link: Link | None = None, pause_s: float = 0.0) -> None:
         self.meter_id = meter_id
         self.profile = profile
         self._clock = clock
-        self._client = client_factory(host, port, device_id, timeout_s=timeout_s)
-        self.device = self._client.device
+        self._client = client
+        self.device = client.device
         self.blocks = plan_reads(profile, link or TcpLink())
         self._decoders = [BlockDecoder(block) for block in self.blocks]
-        self._pause_s = profile.inter_request_ms / 1000
+        self._pause_s = pause_s
 
     async def connect(self) -> None:
         await self._client.connect()
@@ -79,3 +83,17 @@ class ModbusTcpDriver:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+class ModbusTcpDriver(ModbusDriver):
+    """A Modbus TCP unit (or an RTU one behind a Modbus TCP gateway, with ``link``).
+
+    The profile's ``inter_request_ms`` is kept between the requests of one poll.
+    """
+
+    def __init__(self, meter_id: str, host: str, port: int, device_id: int,
+                 profile: DeviceProfile, clock: Clock, *, timeout_s: float = 3.0,
+                 link: Link | None = None,
+                 client_factory: ClientFactory = TcpRegisterClient) -> None:
+        super().__init__(meter_id, client_factory(host, port, device_id, timeout_s=timeout_s),
+                         profile, clock, link=link, pause_s=profile.inter_request_ms / 1000)
