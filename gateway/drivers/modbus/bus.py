@@ -70,6 +70,8 @@ class Bus:
         self._timed_out: tuple[int, int, int] | None = None
         self._reopen_at = float("-inf")
         self._reopen_failures = 0
+        #: Why the port last failed, for the errors raised while it stays down.
+        self._port_error = ""
         self._users = 0
         self.stats = BusStats()
 
@@ -100,8 +102,8 @@ class Bus:
             try:
                 return await self._transact(request, device, timeout_s, pause_s)
             except ConnectError as exc:
-                self._port_failed()
-                raise ConnectError(f"{self.name}: {exc}", device=device) from exc
+                self._port_failed(exc)
+                raise ConnectError(str(exc), device=device) from exc
             except Exception:
                 self.stats.failures += 1
                 raise
@@ -117,11 +119,12 @@ class Bus:
         self._stream.close()  # a failed stream still holds its descriptor until closed
         wait = self._reopen_at - loop.time()
         if wait > 0:
-            raise ConnectError(f"closed after a failure; reopening in {wait:.1f} s",
+            raise ConnectError(f"port down ({self._port_error}); reopening in {wait:.1f} s",
                                device=self.name)
         try:
             await self._stream.open()
-        except ConnectError:
+        except ConnectError as exc:
+            self._port_error = str(exc).removeprefix(f"{self.name}: ")
             self._reopen_failures += 1
             self._reopen_at = loop.time() + min(
                 self._reopen_base_s * 2 ** (self._reopen_failures - 1), self._reopen_cap_s)
@@ -130,7 +133,8 @@ class Bus:
         self._quiet_at = loop.time()
         self.stats.opens += 1
 
-    def _port_failed(self) -> None:
+    def _port_failed(self, exc: ConnectError) -> None:
+        self._port_error = str(exc).removeprefix(f"{self.name}: ")
         self.stats.port_failures += 1
         self._stream.close()
         loop = asyncio.get_running_loop()
