@@ -26,14 +26,16 @@ import tty
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from gateway.clock import Clock
 from gateway.drivers.modbus.rtu import LineSettings, ReadRequest, crc16
-from gateway.profiles import Table
+from gateway.profiles import DeviceProfile, Table
 from gateway.sim.modbus_meter import MeterSpec, SimulatedMeter
 
-__all__ = ["Faults", "RtuBus", "serve_rtu_bus"]
+__all__ = ["Faults", "RegisterSource", "RtuBus", "rtu_meters", "serve_rtu_bus", "serve_sources"]
 
 
 @dataclass
@@ -56,9 +58,22 @@ class Faults:
     times: int | None = None
 
 
+class RegisterSource(Protocol):
+    """What the bus needs of a slave: a unit id, a profile, and its registers at an
+    instant (a :class:`SimulatedMeter`, or any stand-in a test writes)."""
+
+    @property
+    def device_id(self) -> int: ...
+
+    @property
+    def profile(self) -> DeviceProfile: ...
+
+    def registers(self, table: Table, at: datetime) -> dict[int, int]: ...
+
+
 @dataclass
 class _Unit:
-    meter: SimulatedMeter
+    meter: RegisterSource
     faults: Faults = field(default_factory=Faults)
     requests: int = 0
 
@@ -66,8 +81,9 @@ class _Unit:
 class RtuBus:
     """Several simulated meters on one simulated RS-485 line."""
 
-    def __init__(self, meters: Sequence[SimulatedMeter], clock: Clock, line: LineSettings,
-                 *, link: Path | None = None, turnaround_s: float = 0.0) -> None:
+    def __init__(self, meters: Sequence[RegisterSource], clock: Clock, line: LineSettings,
+                 *, link: Path | None = None, turnaround_s: float = 0.0,
+                 record: bool = False) -> None:
         self.line = line
         self.turnaround_s = turnaround_s
         self._clock = clock
@@ -82,13 +98,16 @@ class RtuBus:
         self._server: asyncio.Task[None] | None = None
         #: Requests seen for unit ids nobody on the bus has.
         self.unanswered = 0
+        #: With ``record``: every request heard, in order, with the bytes sent back
+        #: (None: no answer), for tests that check which reply answered which request.
+        self.log: list[tuple[ReadRequest, bytes | None]] | None = [] if record else None
 
     @property
     def path(self) -> str:
         """What the gateway opens: the symlink if one was asked for, else the pty."""
         return str(self._link) if self._link is not None else self._slave_path
 
-    def meter(self, unit: int) -> SimulatedMeter:
+    def meter(self, unit: int) -> RegisterSource:
         return self._units[unit].meter
 
     def requests(self, unit: int) -> int:
@@ -168,6 +187,7 @@ class RtuBus:
             unit = self._units.get(request.unit)
             if unit is None:
                 self.unanswered += 1
+                self._record(request, None)
                 continue
             unit.requests += 1
             faults = unit.faults
@@ -176,12 +196,19 @@ class RtuBus:
                 if faults.times < 0:
                     faults = unit.faults = Faults()
             if faults.silent:
+                self._record(request, None)
                 continue
+            reply = faults.noise + self._reply(unit, request, faults)
+            self._record(request, reply)
             start = arrived + float(self.line.wire_s(ReadRequest.SIZE)) \
                 + self.turnaround_s + faults.late_s
             if start > loop.time():
                 await asyncio.sleep(start - loop.time())
-            await self._send(faults.noise + self._reply(unit, request, faults))
+            await self._send(reply)
+
+    def _record(self, request: ReadRequest, reply: bytes | None) -> None:
+        if self.log is not None:
+            self.log.append((request, reply))
 
     def _reply(self, unit: _Unit, request: ReadRequest, faults: Faults) -> bytes:
         code = faults.refuse if faults.refuse is not None else self._check(unit, request)
@@ -235,7 +262,17 @@ async def serve_rtu_bus(specs: Sequence[MeterSpec], clock: Clock, line: LineSett
                         link: Path | None = None,
                         turnaround_s: float = 0.0) -> AsyncIterator[RtuBus]:
     """A running bus of simulated meters, one per spec (by ``device_id``)."""
-    bus = RtuBus(rtu_meters(specs, clock), clock, line, link=link, turnaround_s=turnaround_s)
+    async with serve_sources(rtu_meters(specs, clock), clock, line, link=link,
+                             turnaround_s=turnaround_s) as bus:
+        yield bus
+
+
+@asynccontextmanager
+async def serve_sources(sources: Sequence[RegisterSource], clock: Clock, line: LineSettings,
+                        *, link: Path | None = None, turnaround_s: float = 0.0,
+                        record: bool = False) -> AsyncIterator[RtuBus]:
+    """A running bus of any register sources (see :class:`RegisterSource`)."""
+    bus = RtuBus(sources, clock, line, link=link, turnaround_s=turnaround_s, record=record)
     await bus.start()
     try:
         yield bus

@@ -16,10 +16,16 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.drivers.modbus.bus import Bus
+from gateway.drivers.modbus.bus import Bus, BusPool
 from gateway.drivers.modbus.rtu import LineSettings, ReadRequest
 from gateway.drivers.modbus.serial_link import SerialStream, TcpStream
-from gateway.errors import ConnectError, DeviceError, DeviceTimeout, ProtocolError
+from gateway.errors import (
+    ConfigError,
+    ConnectError,
+    DeviceError,
+    DeviceTimeout,
+    ProtocolError,
+)
 from gateway.profiles import load_profiles
 from gateway.sim import MeterSpec
 from gateway.sim.rtu_bus import Faults, RtuBus, serve_rtu_bus
@@ -257,3 +263,13 @@ async def test_rtu_over_tcp(sim: RtuBus, clock: ManualClock) -> None:
         await server.wait_closed()
     with pytest.raises(ConnectError, match="cannot connect"):
         await read(Bus(TcpStream("127.0.0.1", port), FAST), VOLTS)
+
+
+async def test_one_port_one_bus_one_format() -> None:
+    pool = BusPool()
+    first = pool.serial("/dev/ttyUSB3", LineSettings(9600))
+    assert pool.serial("/dev/ttyUSB3", LineSettings(9600)) is first
+    assert pool.serial("/dev/ttyUSB4", LineSettings(9600)) is not first
+    with pytest.raises(ConfigError, match="already in use at 9600 baud, parity E, 1 stop bits"):
+        pool.serial("/dev/ttyUSB3", LineSettings(19200))
+    await pool.close()

@@ -154,6 +154,17 @@ def test_crc_error_is_a_protocol_error_truncation_too_silence_a_timeout() -> Non
     error = parser.failure("d", 0.5)
     assert isinstance(error, ProtocolError) and "truncated reply: 7 of 11 bytes" in str(error)
 
+    for cut, text in ((1, "1 byte, not even a header"), (2, "2 bytes, not even a header"),
+                      (3, "3 of 11 bytes")):
+        parser = ReplyParser(REQ)
+        parser.feed(REPLY[:cut])
+        assert parser.next_event() is NEED_DATA
+        assert f"truncated reply: {text}" in str(parser.failure("d", 0.5))
+    parser = ReplyParser(REQ)
+    parser.feed(REQ.refusal(2)[:4])
+    assert parser.next_event() is NEED_DATA
+    assert "truncated reply: 4 of 5 bytes" in str(parser.failure("d", 0.5))
+
     parser = ReplyParser(REQ)
     parser.feed(b"\x00\x01\x02")
     assert parser.next_event() is NEED_DATA

@@ -3,8 +3,9 @@
 RS-485 is half duplex and RTU has no transaction id, so two requests in flight would
 be indistinguishable. A bus runs one transaction at a time (a FIFO lock), and each is:
 
-1. wait for the line: t3.5 after the last frame, and the device's own pause since its
-   last reply (Eastron meters want 100 ms or more between queries);
+1. wait for the device, without holding the bus: its own pause since its last reply
+   (Eastron meters want 100 ms or more between queries), so other devices use the
+   line meanwhile; then, holding it, for t3.5 after the last frame;
 2. discard input (the kernel's queue and ours): nothing that came before counts;
 3. write the request, then read until the :class:`~gateway.drivers.modbus.rtu.ReplyParser`
    has a valid reply to *this* request (unit id, function, byte count, CRC), or until
@@ -13,8 +14,9 @@ be indistinguishable. A bus runs one transaction at a time (a FIFO lock), and ea
 
 After a timeout the silent device may still answer. A late reply of another shape is
 rejected by the parser; one of the same shape (the same unit, function and count) is
-indistinguishable from the answer, so the next request of that shape to that unit
-first listens for ``late_guard_s`` and throws away what comes. Replies later than the
+indistinguishable from the answer, so the next request of that shape waits until
+``late_guard_s`` after the timeout, and what came meanwhile is flushed with the rest.
+Only that unit's requests of that shape wait; the rest of the bus goes on. Replies later than the
 timeout plus the guard cannot be told apart on any RTU master; the poller's backoff
 before retrying a failed device (seconds) widens the margin in practice.
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 from gateway.drivers.modbus.rtu import LineSettings, NeedData, ReadRequest, Refusal, ReplyParser
 from gateway.drivers.modbus.serial_link import ByteStream, SerialStream, TcpStream
-from gateway.errors import ConnectError
+from gateway.errors import ConfigError, ConnectError
 
 __all__ = ["Bus", "BusPool", "BusStats"]
 
@@ -66,8 +68,8 @@ class Bus:
         #: Loop time when the line last went quiet, and per unit when it last answered.
         self._quiet_at = float("-inf")
         self._answered_at: dict[int, float] = {}
-        #: (unit, function, count) of the last request that timed out.
-        self._timed_out: tuple[int, int, int] | None = None
+        #: (unit, function, count) -> loop time when a request of that shape timed out.
+        self._timed_out: dict[tuple[int, int, int], float] = {}
         self._reopen_at = float("-inf")
         self._reopen_failures = 0
         #: Why the port last failed, for the errors raised while it stays down.
@@ -96,11 +98,12 @@ class Bus:
     async def read(self, request: ReadRequest, *, device: str, timeout_s: float,
                    pause_s: float = 0.0) -> tuple[int, ...]:
         """The registers ``request`` asks for, or a typed DriverError naming ``device``."""
+        await self._device_ready(request, pause_s)
         async with self._lock:
             await self._ensure_open()
             self.stats.transactions += 1
             try:
-                return await self._transact(request, device, timeout_s, pause_s)
+                return await self._transact(request, device, timeout_s)
             except ConnectError as exc:
                 self._port_failed(exc)
                 raise ConnectError(str(exc), device=device) from exc
@@ -140,16 +143,27 @@ class Bus:
         loop = asyncio.get_running_loop()
         self._reopen_at = loop.time() + self._reopen_base_s
 
-    async def _transact(self, request: ReadRequest, device: str, timeout_s: float,
-                        pause_s: float) -> tuple[int, ...]:
+    async def _device_ready(self, request: ReadRequest, pause_s: float) -> None:
+        """Wait for what only this device needs, without holding the bus: its pause
+        since its last reply, and, if a request of this shape timed out, the guard for
+        a late reply to it (which then arrives during other devices' transactions, or
+        is flushed before this one)."""
+        loop = asyncio.get_running_loop()
+        shape = (request.unit, request.function, request.count)
+        ready = self._answered_at.get(request.unit, float("-inf")) + pause_s
+        timed_out = self._timed_out.get(shape)
+        if timed_out is not None:
+            ready = max(ready, timed_out + self._late_guard_s)
+        if ready > loop.time():
+            await asyncio.sleep(ready - loop.time())
+        self._timed_out.pop(shape, None)
+
+    async def _transact(self, request: ReadRequest, device: str,
+                        timeout_s: float) -> tuple[int, ...]:
         loop = asyncio.get_running_loop()
         stream = self._stream
-        ready = max(self._quiet_at + self._silence_s,
-                    self._answered_at.get(request.unit, float("-inf")) + pause_s)
         shape = (request.unit, request.function, request.count)
-        if self._timed_out == shape:
-            ready = max(ready, loop.time() + self._late_guard_s)
-        self._timed_out = None
+        ready = self._quiet_at + self._silence_s
         if ready > loop.time():
             await asyncio.sleep(ready - loop.time())
         stream.discard_input()
@@ -161,8 +175,7 @@ class Bus:
         while True:
             data = await stream.receive(deadline)
             if not data:
-                self._quiet_at = loop.time()
-                self._timed_out = shape
+                self._quiet_at = self._timed_out[shape] = loop.time()
                 raise parser.failure(device, timeout_s)
             parser.feed(data)
             event = parser.next_event()
@@ -190,7 +203,12 @@ class BusPool:
         if bus is None:
             bus = self._buses[key] = Bus(SerialStream(path, line), line)
         elif bus.line != line:
-            raise ValueError(f"{path} is already open as {bus.line}, not {line}")
+            # The config check refuses this (settings._bus_problems); a caller building
+            # drivers by hand gets the same verdict.
+            raise ConfigError(f"serial port {path} is already in use at {bus.line.baud} baud, "
+                              f"parity {bus.line.parity}, {bus.line.stop_bits} stop bits",
+                              key="port", fix="give every meter on one port the same "
+                              "baudrate, parity and stopbits")
         return bus
 
     def tcp(self, host: str, port: int, line: LineSettings) -> Bus:

@@ -270,10 +270,11 @@ class ReplyParser:
         a ProtocolError naming the defect if a frame for this request was broken."""
         what = self.request.describe()
         if self._buf:
-            verdict, _ = self._judge(self._buf, 0)
+            verdict, size = self._judge(self._buf, 0)
             if verdict == _SHORT:
-                self._note(2, f"truncated reply: {len(self._buf)} of "
-                              f"{self._expected_size(self._buf, 0)} bytes")
+                got = len(self._buf)
+                self._note(2, f"truncated reply: {got} of {size} bytes" if size else
+                           f"truncated reply: {got} byte{'s' * (got > 1)}, not even a header")
         extra = f"; {self._discarded} stray bytes discarded" if self._discarded else ""
         if self._problem is not None:
             return ProtocolError(f"bad reply to reading {what}: {self._problem[1]}{extra}",
@@ -282,9 +283,6 @@ class ReplyParser:
                              device=device)
 
     # -- internals -----------------------------------------------------------------
-
-    def _expected_size(self, buf: bytearray, offset: int) -> int:
-        return 5 if buf[offset + 1] & 0x80 else self.request.reply_size
 
     def _judge(self, buf: bytearray, offset: int) -> tuple[int, int]:
         """(verdict, frame size) for a frame starting at ``offset``."""
