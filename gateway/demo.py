@@ -8,6 +8,8 @@ incomplete, `ami-gateway audit --events` tells what happened); one drops off the
 for a few hours every sixth day (the gap shows as estimated intervals on the graph);
 one is a two-rate meter whose day register counts from 07:00 to 23:00 local time and
 its night register the rest (the page stacks the two rates under their total).
+Two more hang on a simulated RS-485 bus (Modbus RTU at 19,200 baud on a pseudo-terminal,
+reached through the ``ttyRS485`` link in the data folder), read through one bus owner.
 The config the demo runs with is written to the data folder, so every other command can
 be tried on the demo's store.
 """
@@ -29,10 +31,19 @@ from edge.agent import Agent
 from edge.assembly import assemble
 from gateway import log
 from gateway.clock import ScaledClock
+from gateway.drivers.modbus.rtu import LineSettings
 from gateway.errors import ConfigError
 from gateway.profiles import load_profile, load_profiles
 from gateway.settings import DEFAULT_PROFILES_DIR, load_config
-from gateway.sim import LoadShape, MeterSpec, SimulatedMeter, TariffSchedule, serve_meters
+from gateway.sim import (
+    LoadShape,
+    MeterSpec,
+    RtuBus,
+    SimulatedMeter,
+    TariffSchedule,
+    serve_meters,
+    serve_rtu_bus,
+)
 
 TIMEZONE = "America/Chicago"
 POLL_S = 300
@@ -158,7 +169,40 @@ def _specs(profiles_dir: Path) -> list[MeterSpec]:
     ]
 
 
-def _config_text(meters: list[SimulatedMeter], port: int) -> str:
+#: The simulated RS-485 line of the RTU meters.
+RTU_LINE = LineSettings(19200)
+
+
+def _rtu_specs(profiles_dir: Path) -> list[MeterSpec]:
+    """Meters on the simulated RS-485 bus, by unit id."""
+    profiles = load_profiles(profiles_dir)
+    return [
+        MeterSpec(meter_id="DEMO-4001", profile=profiles["eastron_sdm630"], seed=41,
+                  device_id=1, start_energy_wh=23_456_000, serial=21_000_401,
+                  shape=LoadShape(base_w=700, peak_w=6000, tz=TIMEZONE)),
+        MeterSpec(meter_id="DEMO-4002", profile=profiles["eastron_sdm120"], seed=42,
+                  device_id=2, start_energy_wh=3_210_000, serial=12_000_402,
+                  shape=LoadShape(base_w=120, peak_w=2200, tz=TIMEZONE)),
+    ]
+
+
+def _rtu_config(bus: RtuBus) -> list[str]:
+    lines: list[str] = []
+    for unit in (1, 2):
+        meter = bus.meter(unit)
+        assert isinstance(meter, SimulatedMeter)
+        lines += [
+            "", "[[meters]]", f'meter_id = "{meter.meter_id}"',
+            f'profile = "{meter.profile.name}"', 'protocol = "modbus_rtu"',
+            f'port = "{bus.path}"  # a link to the simulated bus\'s pseudo-terminal',
+            f"baudrate = {RTU_LINE.baud}", f'parity = "{RTU_LINE.parity}"',
+            f"unit_id = {unit}", f"poll_interval_s = {POLL_S}", "timeout_s = 1.0",
+            "inter_request_ms = 0  # simulated meters need no pause between requests",
+        ]
+    return lines
+
+
+def _config_text(meters: list[SimulatedMeter], port: int, bus: RtuBus) -> str:
     lines = [
         "# Written by `ami-gateway demo`: the config the demo runs with.",
         "[gateway]",
@@ -192,6 +236,7 @@ def _config_text(meters: list[SimulatedMeter], port: int) -> str:
         if m.spec.tariffs is not None:
             lines += ["[meters.rules]  # judged on complete local days in the daily view",
                       f"daily_high_wh = {TWO_RATE_DAILY_HIGH_WH}"]
+    lines += _rtu_config(bus)
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +258,7 @@ def _prepare(data_dir: Path) -> tuple[Path, Path]:
             fix="give an empty or new folder (the default is demo-data/)",
         )
     (data_dir / MARKER).write_text("made by ami-gateway demo: replaced at each start\n")
-    for name in ("store.db", "store.db-wal", "store.db-shm", "gateway.toml"):
+    for name in ("store.db", "store.db-wal", "store.db-shm", "gateway.toml", "ttyRS485"):
         (data_dir / name).unlink(missing_ok=True)
     devices = data_dir / "devices"
     shutil.rmtree(devices, ignore_errors=True)
@@ -280,9 +325,11 @@ async def run_demo(*, port: int, speed: float, data_dir: Path, days: int) -> Non
         first_day = datetime.now(tz).date() - timedelta(days=days)
         start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=tz)
         clock = ScaledClock(start.astimezone(UTC), speed)
-        async with serve_meters(_specs(devices), clock) as meters:
+        async with serve_meters(_specs(devices), clock) as meters, \
+                serve_rtu_bus(_rtu_specs(devices), clock, RTU_LINE,
+                              link=data_dir / "ttyRS485") as bus:
             config = data_dir / "gateway.toml"
-            await asyncio.to_thread(config.write_text, _config_text(meters, port))
+            await asyncio.to_thread(config.write_text, _config_text(meters, port, bus))
             agent = Agent(assemble(load_config(config)), clock)
             url = f"http://127.0.0.1:{port}/"
             console = Console()

@@ -204,7 +204,8 @@ def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
         meters = body["meters"]
         assert isinstance(meters, list)
         assert {m["meter_id"] for m in meters} == {"DEMO-1001", "DEMO-1002", "DEMO-1003",
-                                                   "DEMO-2001", "DEMO-3001"}
+                                                   "DEMO-2001", "DEMO-3001", "DEMO-4001",
+                                                   "DEMO-4002"}
         two_rate = next(m for m in meters if m["meter_id"] == "DEMO-3001")
         assert {c["channel"] for c in two_rate["channels"]} == {
             "1.0.1.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255"}

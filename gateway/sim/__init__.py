@@ -1,7 +1,9 @@
 """Simulated meters for the demo and the end-to-end tests.
 
 Each meter is a real pymodbus TCP server on loopback serving its profile's registers,
-computed from the shared clock at every request::
+computed from the shared clock at every request (``serve_meters``); or the same meters
+as RTU slaves on a simulated RS-485 line on a pseudo-terminal (``serve_rtu_bus``, with
+the line's pace and injectable faults)::
 
     from gateway.clock import ScaledClock
     from gateway.drivers.modbus import ModbusTcpDriver
@@ -25,6 +27,7 @@ computed from the shared clock at every request::
 
 from gateway.sim.load import Load, LoadShape, MeterModel, TariffSchedule
 from gateway.sim.modbus_meter import MeterSpec, SimulatedMeter, serve_meters
+from gateway.sim.rtu_bus import Faults, RtuBus, serve_rtu_bus
 
-__all__ = ["Load", "LoadShape", "MeterModel", "MeterSpec", "SimulatedMeter", "TariffSchedule",
-           "serve_meters"]
+__all__ = ["Faults", "Load", "LoadShape", "MeterModel", "MeterSpec", "RtuBus", "SimulatedMeter",
+           "TariffSchedule", "serve_meters", "serve_rtu_bus"]

@@ -92,6 +92,7 @@ class RtuBus:
         if len(self._units) != len(meters):
             raise ValueError("two meters on one bus share a unit id")
         self._master = self._slave = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._slave_path = ""
         self._inbox = bytearray()
         self._queue: asyncio.Queue[tuple[float, ReadRequest]] = asyncio.Queue()
@@ -132,7 +133,9 @@ class RtuBus:
         """The adapter vanishes: its pty closes and its path goes away."""
         if self._master < 0:
             return
-        asyncio.get_running_loop().remove_reader(self._master)
+        # The loop it was plugged on: a shutdown may close this outside a running loop.
+        if self._loop is not None:
+            self._loop.remove_reader(self._master)
         os.close(self._master)
         os.close(self._slave)
         self._master = self._slave = -1
@@ -154,7 +157,8 @@ class RtuBus:
         if self._link is not None:
             self._link.unlink(missing_ok=True)
             self._link.symlink_to(self._slave_path)
-        asyncio.get_running_loop().add_reader(master, self._on_readable)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(master, self._on_readable)
 
     def _on_readable(self) -> None:
         try:

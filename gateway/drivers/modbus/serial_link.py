@@ -99,6 +99,7 @@ class SerialStream:
         self.name = path
         self.line = line
         self._port: serial.Serial | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = -1
         self._inbox = Inbox()
 
@@ -120,7 +121,8 @@ class SerialStream:
             port.close()
             raise ConnectError(f"cannot open serial port: {exc}", device=self.name) from exc
         self._port, self._fd, self._inbox = port, port.fileno(), Inbox()
-        asyncio.get_running_loop().add_reader(self._fd, self._on_readable)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._on_readable)
 
     def _on_readable(self) -> None:
         try:
@@ -141,8 +143,9 @@ class SerialStream:
         self._inbox.put(data)
 
     def _stop_reading(self) -> None:
-        if self._fd >= 0:
-            asyncio.get_running_loop().remove_reader(self._fd)
+        # The loop it was opened on: a shutdown may close the port outside a running loop.
+        if self._fd >= 0 and self._loop is not None:
+            self._loop.remove_reader(self._fd)
 
     def discard_input(self) -> None:
         """Drop the kernel's input queue and everything buffered here."""
