@@ -182,7 +182,7 @@ async def test_a_dead_device_costs_the_others_only_its_timeouts(sim: RtuBus, bus
     failed = dict.fromkeys(requests, 0)
     worst = dict.fromkeys(requests, 0.0)
     loop = asyncio.get_running_loop()
-    stop_at = loop.time() + 1.5
+    stop_at = loop.time() + 1.0
 
     async def poll(unit: int) -> None:
         backoff = 0.1
@@ -200,7 +200,7 @@ async def test_a_dead_device_costs_the_others_only_its_timeouts(sim: RtuBus, bus
 
     await asyncio.gather(poll(1), poll(2), poll(3))
     assert failed == {1: 0, 2: failed[2], 3: 0} and failed[2] >= 3
-    assert ok[2] == 0 and ok[1] > 20 and ok[3] > 20
+    assert ok[2] == 0 and ok[1] > 12 and ok[3] > 12
     # A live read waits at most for the one transaction in front of it: a dead device's
     # timeout, or the other live device's read.
     assert max(worst[1], worst[3]) < TIMEOUT_S + 0.1
