@@ -106,6 +106,7 @@ def assemble(config: LoadedConfig) -> Assembly:
             continue
         series, found = _series_of(config, meter, profile, where)
         problems.extend(found)
+        problems.extend(_workaround_problems(config, meter, profile, where))
         daily, daily_problem = _daily_of(config, meter, where)
         if daily_problem is not None:
             problems.append(daily_problem)
@@ -245,6 +246,40 @@ def _daily_of(config: LoadedConfig, meter: PolledMeterConfig,
     return limits, None
 
 
+def _workaround_problems(config: LoadedConfig, meter: PolledMeterConfig,
+                         profile: DeviceProfile, where: str) -> list[ConfigError]:
+    """A request limit the profile's own limit or its widest point rules out."""
+    limit = meter.workarounds.max_registers_per_request
+    if limit is None:
+        return []
+    key = f"{where}.workarounds.max_registers_per_request"
+    if limit > profile.max_registers_per_request:
+        return [ConfigError(
+            f"{limit} is above profile {profile.name}'s {profile.max_registers_per_request}: "
+            "a workaround can only lower the limit", file=config.file, key=key,
+            fix=f"give at most {profile.max_registers_per_request}, or raise the profile's "
+            "max_registers_per_request if the device really reads more")]
+    widest = max(profile.points, key=lambda p: p.width)
+    if widest.width > limit:
+        return [ConfigError(
+            f"{limit} is less than point {widest.channel} of profile {profile.name}, "
+            f"{widest.width} registers wide", file=config.file, key=key,
+            fix=f"give at least {widest.width}")]
+    return []
+
+
+def effective_profile(meter: PolledMeterConfig, profile: DeviceProfile) -> DeviceProfile:
+    """``profile`` as this meter's device is read: its timing overrides and workarounds."""
+    update: dict[str, int] = {}
+    if meter.inter_request_ms is not None:
+        update["inter_request_ms"] = meter.inter_request_ms
+    if isinstance(meter, RtuMeterConfig | RtuTcpMeterConfig) and meter.turnaround_ms is not None:
+        update["turnaround_ms"] = meter.turnaround_ms
+    if update:
+        profile = profile.model_copy(update=update)
+    return meter.workarounds.profile_for(profile)
+
+
 def build_driver(plan: MeterPlan, clock: Clock, buses: BusPool | None = None) -> PolledDriver:
     """The driver for a meter's protocol. One place knows which class serves which.
 
@@ -253,34 +288,39 @@ def build_driver(plan: MeterPlan, clock: Clock, buses: BusPool | None = None) ->
     pool the meter gets a bus of its own.
     """
     meter = plan.meter
-    profile = plan.profile
-    if meter.inter_request_ms is not None:
-        profile = profile.model_copy(update={"inter_request_ms": meter.inter_request_ms})
+    profile = effective_profile(meter, plan.profile)
     if isinstance(meter, RtuMeterConfig | RtuTcpMeterConfig):
         from gateway.drivers.modbus.bus import BusPool
 
         return _rtu_driver(meter, profile, clock, buses or BusPool())
-    from gateway.drivers.modbus.driver import ModbusTcpDriver
+    from gateway.drivers.modbus.driver import BusyRetry, ModbusTcpDriver
 
+    quirks = meter.workarounds
     return ModbusTcpDriver(
         meter_id=meter.meter_id, host=meter.host, port=meter.port,
         device_id=meter.unit_id, profile=profile, clock=clock,
         timeout_s=meter.timeout_s,
+        busy=BusyRetry(meter.busy_retries, meter.busy_retry_ms / 1000),
+        one_request_per_value=quirks.one_request_per_value,
+        close_after_poll=quirks.close_after_poll,
+        pause_after_connect_s=quirks.pause_after_connect_ms / 1000,
     )
 
 
 def _rtu_driver(meter: RtuMeterConfig | RtuTcpMeterConfig, profile: DeviceProfile,
                 clock: Clock, buses: BusPool) -> PolledDriver:
-    from gateway.drivers.modbus.driver import ModbusDriver
+    from gateway.drivers.modbus.driver import BusyRetry, ModbusDriver
     from gateway.drivers.modbus.rtu import LineSettings
     from gateway.drivers.modbus.rtu_client import RtuRegisterClient
 
-    if meter.turnaround_ms is not None:
-        profile = profile.model_copy(update={"turnaround_ms": meter.turnaround_ms})
     line = LineSettings(meter.baudrate, meter.parity, meter.stopbits)
     bus = buses.serial(meter.port, line) if isinstance(meter, RtuMeterConfig) \
         else buses.tcp(meter.host, meter.port, line)
+    quirks = meter.workarounds
     client = RtuRegisterClient(bus, meter.unit_id, timeout_s=meter.timeout_s,
-                               pause_s=profile.inter_request_ms / 1000)
+                               pause_s=profile.inter_request_ms / 1000,
+                               pause_after_connect_s=quirks.pause_after_connect_ms / 1000)
     # The bus keeps the device's pause (across polls too): the driver adds none.
-    return ModbusDriver(meter.meter_id, client, profile, clock, link=line.link)
+    return ModbusDriver(meter.meter_id, client, profile, clock, link=line.link,
+                        busy=BusyRetry(meter.busy_retries, meter.busy_retry_ms / 1000),
+                        one_request_per_value=quirks.one_request_per_value)

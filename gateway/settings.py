@@ -29,6 +29,7 @@ from pydantic import (
 from gateway.errors import ConfigError
 from gateway.model import Unit
 from gateway.profiles import PROFILES_DIR
+from gateway.workarounds import TcpWorkarounds, Workarounds, workaround_fix
 
 DEFAULT_PROFILES_DIR = PROFILES_DIR
 
@@ -142,6 +143,11 @@ class _PolledMeter(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
     #: Overrides the profile's pause between two requests to this device (ms).
     inter_request_ms: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    #: A read the device refuses as busy (exception 6, or 5: still working) is tried
+    #: again up to busy_retries times in the same poll, busy_retry_ms apart, before the
+    #: poll fails; 0 fails it at once. No other failure is retried within a poll.
+    busy_retries: Annotated[int, Field(ge=0, le=5)] = 2
+    busy_retry_ms: Annotated[int, Field(ge=1, le=5_000)] = 100
     #: Overrides the gateway timezone for this meter's local day.
     timezone: str | None = None
     #: Channels to store intervals for; by default every cumulative channel.
@@ -163,6 +169,8 @@ class MeterConfig(_PolledMeter):
     protocol: Literal["modbus_tcp"] = "modbus_tcp"
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 502
+    #: Device quirks (see gateway.workarounds); all off by default.
+    workarounds: TcpWorkarounds = TcpWorkarounds()
 
 
 class _SerialLine(_PolledMeter):
@@ -176,6 +184,8 @@ class _SerialLine(_PolledMeter):
     stopbits: Literal[1, 2] | None = None
     #: Overrides the profile's turnaround (ms): the planner weighs it against gap reads.
     turnaround_ms: Annotated[int, Field(ge=0, le=60_000)] | None = None
+    #: Device quirks (see gateway.workarounds); all off by default.
+    workarounds: Workarounds = Workarounds()
 
     def line_key(self) -> tuple[int, str, int | None]:
         return (self.baudrate, self.parity, self.stopbits)
@@ -432,6 +442,7 @@ _FIXES = {
     "int_type": "give a whole number",
     "float_parsing": "give a number",
     "bool_parsing": "give true or false",
+    "bool_type": "give true or false",
     "string_type": "give a quoted string",
     "string_pattern_mismatch": "use letters, digits and . _ : - only",
     "greater_than": "give a larger value",
@@ -491,6 +502,10 @@ def problems_of(exc: ValidationError, file: Path, data: Any) -> list[ConfigError
             fix = f"use one of: {', '.join(METER_PROTOCOLS)}"
         elif "manual" in err["loc"][2:3]:
             fix = _manual_fix(err["type"], str(loc[-1]), fix)
+        elif err["type"] == "extra_forbidden" and loc[2:3] == ("workarounds",):
+            protocol = str(err["loc"][2])
+            msg = f"no workaround {loc[-1]!r} for {protocol} meters"
+            fix = workaround_fix(str(loc[-1]), protocol)
         problems.append(ConfigError(msg, file=file, key=key_path(loc, data), fix=fix))
     return problems
 

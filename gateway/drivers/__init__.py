@@ -1,7 +1,9 @@
 """Drivers: each knows how to talk to one kind of device, nothing more.
 
 Scheduling, retries, backoff, bus ownership and logging context belong to the ingest
-framework; a driver connects, reads one poll's worth of values and closes.
+framework; a driver connects, reads one poll's worth of values and closes. The one
+retry a driver makes is within a poll, for a device that answers it is busy: only the
+protocol can tell that apart from a failure worth backing off from.
 """
 
 from __future__ import annotations

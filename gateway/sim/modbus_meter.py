@@ -7,9 +7,9 @@ meter would: the point's value in its unit, wrapped at its rollover modulus, enc
 with its type, scale and word/byte order. Profiles that forbid gap reads leave their
 unmapped registers invalid, so reading across them is refused as on the device.
 
-Faults for tests and demos: :meth:`SimulatedMeter.fail_with` answers every request with
-a Modbus exception code, :meth:`SimulatedMeter.set_silent` accepts requests and never
-answers.
+Faults for tests and demos: :meth:`SimulatedMeter.fail_with` answers every request (or
+the next few) with a Modbus exception code, :meth:`SimulatedMeter.set_silent` accepts
+requests and never answers.
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ class SimulatedMeter:
         self.serial = spec.serial
         self._points = {p.channel: p for p in spec.profile.points}
         self._fail_code: int | None = None
+        self._fail_times: int | None = None
         self._awake = asyncio.Event()
         self._awake.set()
         self._server: ModbusTcpServer | None = None
@@ -175,9 +176,11 @@ class SimulatedMeter:
         self.serial = serial
         self.model = self._model(at, start_energy_wh, 0, self._phases)
 
-    def fail_with(self, code: int | None) -> None:
-        """Answer every request with Modbus exception ``code`` (6: busy); None to stop."""
+    def fail_with(self, code: int | None, *, times: int | None = None) -> None:
+        """Answer every request with Modbus exception ``code`` (6: busy), or only the
+        next ``times`` requests; None to stop."""
         self._fail_code = None if code is None else int(ExcCodes(code))
+        self._fail_times = times
 
     def set_silent(self, silent: bool) -> None:
         """Accept requests but never answer them (a hung device), until set back."""
@@ -235,7 +238,12 @@ class SimulatedMeter:
         await self._awake.wait()
         self.requests += 1
         if self._fail_code is not None:
-            return ExcCodes(self._fail_code)
+            code = ExcCodes(self._fail_code)
+            if self._fail_times is not None:
+                self._fail_times -= 1
+                if self._fail_times <= 0:
+                    self._fail_code = self._fail_times = None
+            return code
         if set_values is not None or function_code not in (3, 4):
             return ExcCodes.ILLEGAL_FUNCTION  # a meter's registers are read-only here
         table: Table = "input" if function_code == 4 else "holding"

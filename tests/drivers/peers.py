@@ -20,13 +20,21 @@ class Script:
     mode: str
     registers: list[int] = field(default_factory=list)
     requests: int = 0
+    #: Connections accepted, and (loop time accepted, loop time of each request on it).
+    connections: int = 0
+    timeline: list[tuple[float, list[float]]] = field(default_factory=list)
 
 
 async def _serve(script: Script, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
+    loop = asyncio.get_running_loop()
+    script.connections += 1
+    requests: list[float] = []
+    script.timeline.append((loop.time(), requests))
     try:
         while True:
             header = await reader.readexactly(7)
+            requests.append(loop.time())
             tid, _, length, unit = struct.unpack(">HHHB", header)
             pdu = await reader.readexactly(length - 1)
             script.requests += 1

@@ -68,6 +68,8 @@ class Bus:
         #: Loop time when the line last went quiet, and per unit when it last answered.
         self._quiet_at = float("-inf")
         self._answered_at: dict[int, float] = {}
+        #: Loop time when the port last opened (devices that need a pause after it).
+        self.opened_at = float("-inf")
         #: (unit, function, count) -> loop time when a request of that shape timed out.
         self._timed_out: dict[tuple[int, int, int], float] = {}
         self._reopen_at = float("-inf")
@@ -133,7 +135,7 @@ class Bus:
                 self._reopen_base_s * 2 ** (self._reopen_failures - 1), self._reopen_cap_s)
             raise
         self._reopen_failures = 0
-        self._quiet_at = loop.time()
+        self._quiet_at = self.opened_at = loop.time()
         self.stats.opens += 1
 
     def _port_failed(self, exc: ConnectError) -> None:

@@ -67,12 +67,15 @@ class TcpRegisterClient:
     """Reads registers of one unit (``device_id``) behind one Modbus TCP endpoint."""
 
     def __init__(self, host: str, port: int, device_id: int, *, timeout_s: float = 3.0,
+                 pause_after_connect_s: float = 0.0,
                  factory: PymodbusFactory = default_factory) -> None:
         if not 0 <= device_id <= 255:
             raise ValueError(f"device_id {device_id} is outside 0..255")
         self.device = f"{host}:{port}/unit {device_id}"
         self._device_id = device_id
         self._timeout_s = timeout_s
+        #: Some TCP gateways drop a request that comes right after the connect.
+        self._pause_after_connect_s = pause_after_connect_s
         self._client = factory(host, port, 2 * timeout_s + 1)
 
     @property
@@ -80,7 +83,8 @@ class TcpRegisterClient:
         return self._client.connected
 
     async def connect(self) -> None:
-        """Open the TCP connection; ConnectError if refused, unreachable or too slow."""
+        """Open the TCP connection; ConnectError if refused, unreachable or too slow.
+        Returns once the device is ready for a request (``pause_after_connect_s``)."""
         if self._client.connected:
             return
         try:
@@ -94,6 +98,8 @@ class TcpRegisterClient:
             self._client.close()
             raise ConnectError(f"cannot connect within {self._timeout_s:g} s "
                                "(refused, unreachable or no answer)", device=self.device)
+        if self._pause_after_connect_s:
+            await asyncio.sleep(self._pause_after_connect_s)
 
     async def read_registers(self, table: Table, start: int, count: int) -> list[int]:
         """``count`` registers of ``table`` from ``start``, or a typed DriverError."""

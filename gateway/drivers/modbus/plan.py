@@ -115,10 +115,13 @@ class ReadBlock:
         return self.start + self.count
 
 
-def plan_reads(profile: DeviceProfile, link: Link) -> tuple[ReadBlock, ...]:
+def plan_reads(profile: DeviceProfile, link: Link, *,
+               one_per_point: bool = False) -> tuple[ReadBlock, ...]:
     """The cheapest requests that read every point of ``profile`` over ``link``.
 
-    Blocks come input table first, then holding, each in address order.
+    Blocks come input table first, then holding, each in address order. With
+    ``one_per_point`` every point gets a request of its own (a device that refuses
+    reads spanning more than one of its values).
     """
     pause = (profile.turnaround_ms + profile.inter_request_ms) * _MS
     overhead = link.overhead_registers(pause)
@@ -127,13 +130,14 @@ def plan_reads(profile: DeviceProfile, link: Link) -> tuple[ReadBlock, ...]:
     for table in ("input", "holding"):
         points = sorted((p for p in profile.points if p.table == table), key=_address)
         blocks += plan_table(points, table, overhead=overhead, limit=limit,
-                             bridge=profile.allow_gap_reads)
+                             bridge=profile.allow_gap_reads, merge=not one_per_point)
     return tuple(blocks)
 
 
 def plan_table(points: list[PointSpec], table: Table, *, overhead: Fraction, limit: int,
-               bridge: bool) -> list[ReadBlock]:
-    """Optimal blocks for address-sorted, non-overlapping points of one table.
+               bridge: bool, merge: bool = True) -> list[ReadBlock]:
+    """Optimal blocks for address-sorted, non-overlapping points of one table
+    (without ``merge``, one block per point).
 
     ``best[i]`` is the cheapest plan for the first ``i`` points, as (cost in register
     units, registers read): a block costs ``overhead + count``, and among equal costs the
@@ -150,7 +154,8 @@ def plan_table(points: list[PointSpec], table: Table, *, overhead: Fraction, lim
             count = last.end - first.address
             if count > limit:
                 break
-            if j < i - 1 and not bridge and points[j + 1].address != first.end:
+            if j < i - 1 and (not merge or (not bridge
+                                            and points[j + 1].address != first.end)):
                 break
             cost, read = best[j]
             candidate = (cost + overhead + count, read + count)

@@ -10,6 +10,8 @@ needs no reconnect here: the bus discards input before every request anyway.
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.drivers.modbus.bus import Bus
 from gateway.drivers.modbus.rtu import ReadRequest
 from gateway.profiles import Table
@@ -21,7 +23,7 @@ class RtuRegisterClient:
     """Reads registers of unit ``unit_id`` on ``bus``."""
 
     def __init__(self, bus: Bus, unit_id: int, *, timeout_s: float = 2.0,
-                 pause_s: float = 0.0) -> None:
+                 pause_s: float = 0.0, pause_after_connect_s: float = 0.0) -> None:
         if not 1 <= unit_id <= 247:
             raise ValueError(f"unit id {unit_id} is outside 1..247")
         self.device = f"{bus.name}/unit {unit_id}"
@@ -30,6 +32,10 @@ class RtuRegisterClient:
         self._timeout_s = timeout_s
         #: The device's own pause between the end of its reply and its next request.
         self._pause_s = pause_s
+        #: No request to this device sooner than this after its port (or device server
+        #: connection) opened: a slave that resets when the port opens, a server that
+        #: drops what comes right after the connect.
+        self._pause_after_connect_s = pause_after_connect_s
         self._attached = False
 
     @property
@@ -44,9 +50,20 @@ class RtuRegisterClient:
         await self._bus.ensure_open()
 
     async def read_registers(self, table: Table, start: int, count: int) -> list[int]:
+        if self._pause_after_connect_s:
+            await self._settled()
         request = ReadRequest(self._unit, table, start, count)
         return list(await self._bus.read(request, device=self.device,
                                          timeout_s=self._timeout_s, pause_s=self._pause_s))
+
+    async def _settled(self) -> None:
+        """Wait out the pause after the port opened (opening it now if it is closed),
+        without holding the bus: the other devices on it need no such pause."""
+        await self._bus.ensure_open()
+        loop = asyncio.get_running_loop()
+        wait = self._bus.opened_at + self._pause_after_connect_s - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def close(self) -> None:
         if self._attached:
