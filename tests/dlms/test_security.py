@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gateway.drivers.dlms.counters import (
     IC_MAX,
     CounterExhausted,
+    CounterFileError,
     InvocationCounterStore,
     MemoryCounters,
 )
@@ -92,6 +93,14 @@ def test_green_book_glo_get_request(sc: int) -> None:
     opened = decipher_apdu(frame, keys(), SERVER_TITLE)
     assert (opened.apdu, opened.control, opened.invocation_counter, opened.system_title) == (
         GET_CLOCK_TIME, control, SERVER_IC, SERVER_TITLE)
+
+
+def test_security_control_byte_round_trips() -> None:
+    for sc in range(256):
+        assert SecurityControl.from_byte(sc).byte == sc
+    assert AUTHENTICATED_ENCRYPTED.covers(AUTHENTICATED)
+    assert not AUTHENTICATED.covers(AUTHENTICATED_ENCRYPTED)
+    assert not ENCRYPTED_ONLY.covers(AUTHENTICATED)
 
 
 def test_green_book_glo_initiate_request() -> None:
@@ -338,6 +347,22 @@ def test_store_received_counters(tmp_path: Path) -> None:
         assert store.writes == 0                     # batched: written at close
     with InvocationCounterStore(path) as store:
         assert store.last_received(SERVER_TITLE, 0) == 42
+
+
+def test_unwritable_file_hands_out_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "x.ic"
+    with InvocationCounterStore(path, block=10) as store:
+        assert store.next_outgoing() == 1
+        (tmp_path / ".x.ic.tmp").mkdir()             # the next write cannot happen
+        for _ in range(9):
+            store.next_outgoing()
+        for _ in range(2):                           # refused each time, not just once
+            with pytest.raises(CounterFileError, match="nothing is sent"):
+                store.next_outgoing()
+        (tmp_path / ".x.ic.tmp").rmdir()
+        assert store.next_outgoing() == 11
+    with InvocationCounterStore(path) as store:
+        assert store.next_outgoing() == 21
 
 
 def test_store_exhaustion(tmp_path: Path) -> None:

@@ -32,8 +32,8 @@ from typing import Final, Protocol
 
 from gateway.errors import ConfigError, DriverError
 
-__all__ = ["IC_MAX", "CounterExhausted", "InvocationCounterStore", "InvocationCounters",
-           "MemoryCounters"]
+__all__ = ["IC_MAX", "CounterExhausted", "CounterFileError", "InvocationCounterStore",
+           "InvocationCounters", "MemoryCounters"]
 
 IC_MAX: Final = 0xFFFF_FFFF      # the invocation counter is 32 bits
 _FORMAT: Final = 1
@@ -41,6 +41,10 @@ _FORMAT: Final = 1
 
 class CounterExhausted(DriverError):
     """Our 32-bit invocation counter is used up: the keys must be changed."""
+
+
+class CounterFileError(DriverError):
+    """The counter file cannot be written: no counter is handed out until it can."""
 
 
 class InvocationCounters(Protocol):
@@ -108,8 +112,8 @@ class InvocationCounterStore:
                 "these keys): change the encryption and authentication keys, then remove "
                 "the counter file")
         if self._next >= self._reserved:
-            self._reserved = min(self._next + self.block, IC_MAX + 1)
-            self._save()
+            # On disk first: a counter is used only once a mark above it is durable.
+            self._save(reserved=min(self._next + self.block, IC_MAX + 1))
         self._next += 1
         return self._next - 1
 
@@ -142,9 +146,11 @@ class InvocationCounterStore:
 
     def close(self) -> None:
         if self._lock_fd >= 0:
-            self.flush()
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+            try:
+                self.flush()
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
     def __enter__(self) -> InvocationCounterStore:
         return self
@@ -181,19 +187,26 @@ class InvocationCounterStore:
             fix="restore it from a backup; if it is lost, change the keys (a new key may "
                 "start counting at 1) and remove the file")
 
-    def _save(self) -> None:
-        doc = {"format": _FORMAT, "outgoing_reserved": self._reserved,
+    def _save(self, reserved: int | None = None) -> None:
+        reserved = self._reserved if reserved is None else reserved
+        doc = {"format": _FORMAT, "outgoing_reserved": reserved,
                "received": dict(sorted(self._received.items()))}
         data = json.dumps(doc, indent=1).encode()
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise CounterFileError(
+                f"cannot write the invocation counter file {self.path} ({exc.strerror}): "
+                "nothing is sent until it can be written") from exc
+        self._reserved = reserved
         self.writes += 1
         self._unsynced = 0
 
