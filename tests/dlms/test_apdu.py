@@ -59,7 +59,7 @@ from gateway.drivers.dlms.cosem import (
     Obis,
 )
 from gateway.errors import ProtocolError
-from tests.dlms.test_axdr import DATA, FIRST_ENTRY, NEXT_ENTRY, PROFILE_BLOCK_1
+from tests.dlms.test_axdr import DATA, NEXT_ENTRY, PROFILE_BLOCK_1
 
 PUBLIC_CONFORMANCE = (
     Conformance.PRIORITY_MGMT_SUPPORTED | Conformance.ATTRIBUTE0_SUPPORTED_WITH_GET
@@ -178,8 +178,9 @@ def test_release() -> None:
 def test_get_of_the_clock_and_its_response() -> None:
     # The clock's time: class 8, 0.0.1.0.0.255, attribute 2 (Green Book / Gurux examples).
     request = GetRequest(AttributeDescriptor(CosemClass.CLOCK, CLOCK, 2))
-    assert request.to_bytes().hex().upper() == "C001C1000800000100FF0200".replace("00FF", "0000FF")
-    assert decode_apdu(bytes.fromhex("C001C100080000010000FF0200")) == request
+    wire = bytes.fromhex("C0 01 C1 00 08 00 00 01 00 00 FF 02 00")
+    assert request.to_bytes() == wire
+    assert decode_apdu(wire) == request
     # Its answer, built from the published date-time of a load profile entry.
     wire = bytes.fromhex("C401C100090C07E30C130402000000FFC400")
     response = decode_apdu(wire)
@@ -256,7 +257,6 @@ def test_published_first_block_of_a_profile() -> None:
     assert len(stream.feed(PROFILE_BLOCK_1)) == 77
     # the rest of entry 78 arrives with the next block
     assert len(stream.feed(NEXT_ENTRY[10:] + NEXT_ENTRY)) == 2
-    assert FIRST_ENTRY.startswith(b"\x02\x04")
 
 
 def test_block_transfer_reassembles_a_buffer() -> None:
