@@ -50,6 +50,11 @@ GURUX_GET = bytes.fromhex("7EA0190341B23239E6E600C001C1000F0000280000FF0100F9797
 # Gurux forum comment 28751: a meter's reply with a 4-byte source address.
 GURUX_REPLY = bytes.fromhex(
     "7EA01B4100020401 96A089E6E7004E45584552524F524E4F2D31B8007E".replace(" ", ""))
+# Gurux forum, "what these three bytes represent" (gurux.fi/comment/10430): a SET
+# request from client 48 to server 1.
+GURUX_SET = bytes.fromhex(
+    "7EA02A036154 06F1E6E600C101C1001600000F0000FF0400010102020904100A27FF090507E10406FF"
+    "56D97E".replace(" ", ""))
 
 
 def test_crc_check_values() -> None:
@@ -63,6 +68,7 @@ def test_crc_check_values() -> None:
     (KMETHY_AARQ, "I N(S)=0 N(R)=0 P/F 16->1/17 info 34 bytes"),
     (GURUX_GET, "I N(S)=1 N(R)=5 P/F 32->1 info 16 bytes"),
     (GURUX_REPLY, "I N(S)=3 N(R)=4 P/F 1/256->32 info 15 bytes"),
+    (GURUX_SET, "I N(S)=2 N(R)=2 P/F 48->1 info 33 bytes"),
 ])
 def test_published_frames(raw: bytes, described: str) -> None:
     frame = HdlcFrame.decode(raw)
