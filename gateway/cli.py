@@ -42,7 +42,7 @@ class Fmt(StrEnum):
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(coro)
+        return asyncio.run(_with_task_dump(coro))
     except KeyboardInterrupt:
         err.print("stopped")
         raise typer.Exit(130) from None
@@ -55,6 +55,31 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from group
+
+
+async def _with_task_dump(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; meanwhile `kill -USR2 <pid>` prints every asyncio task and what it
+    awaits to stderr (SIGUSR1 gives the threads): what a gateway that will not stop
+    waits on."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    if not hasattr(signal, "SIGUSR2"):
+        return await coro
+    loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
+    try:
+        return await coro
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR2)
+
+
+def _dump_tasks() -> None:
+    tasks = asyncio.all_tasks()
+    print(f"--- {len(tasks)} asyncio task(s) ---", file=sys.stderr)
+    for task in tasks:
+        print(f"{task!r}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _config(path: Path) -> LoadedConfig:

@@ -149,9 +149,11 @@ def stop(proc: subprocess.Popen[str], timeout_s: float = 60) -> str:
     try:
         _, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGUSR1)
         import time
 
+        proc.send_signal(signal.SIGUSR2)  # the asyncio tasks and what each awaits
+        time.sleep(1)
+        proc.send_signal(signal.SIGUSR1)  # every thread's stack
         time.sleep(1)
         proc.kill()
         _, err = proc.communicate()

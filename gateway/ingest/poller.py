@@ -9,6 +9,7 @@ failed stay pending and are fed again first, in order.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from dataclasses import dataclass, field
@@ -66,6 +67,20 @@ def backoff_s(failures: int, *, base_s: float = 2.0, cap_s: float = 300.0,
     return delay * (0.75 + 0.5 * draw)
 
 
+def _stop_if_cancelled() -> None:
+    """Raise the cancellation a poll swallowed, so a stop request is never lost.
+
+    Python 3.11's ``asyncio.wait_for`` returns the result instead of raising when the
+    awaited future completes in the same loop turn as the cancellation (fixed in 3.12);
+    pymodbus awaits every reply through it, so a gateway told to stop as a reply came
+    in polled on forever, its task marked "cancelling". The pending request is still
+    counted on the task: honour it here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Poller:
     def __init__(self, *, meter_id: str, timezone: str, protocol: str, profile: str,
                  driver: PolledDriver, pipeline: Pipeline, store: Store, clock: Clock,
@@ -100,6 +115,7 @@ class Poller:
                                        error=f"{type(exc).__name__}: {exc}")
                     await self._failed(exc)
                     ok = False
+                _stop_if_cancelled()
                 at = next_tick(self._clock.now(), self._interval_s)
                 if not ok:
                     retry = self._clock.now() + timedelta(seconds=backoff_s(self.stats.failures))
