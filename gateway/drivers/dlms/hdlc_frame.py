@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
+from gateway.drivers.crc import reflected_table
 from gateway.errors import ProtocolError
 
 __all__ = [
@@ -51,17 +52,7 @@ class HdlcError(ProtocolError):
     """Bytes or frames that break IEC 62056-46."""
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC_TABLE: Final = _crc_table()
+_CRC_TABLE: Final = reflected_table(0x8408)
 
 
 def crc16_x25(data: bytes | bytearray | memoryview) -> int:

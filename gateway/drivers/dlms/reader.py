@@ -11,14 +11,11 @@ __all__ = ["Reader", "ber_length"]
 
 
 def ber_length(n: int) -> bytes:
-    """A BER definite length (ISO 8825-1 8.1.3): short below 0x80, else 0x81/0x82."""
-    if n < 0x80:
-        return bytes((n,))
-    if n <= 0xFF:
-        return bytes((0x81, n))
-    if n <= 0xFFFF:
-        return b"\x82" + n.to_bytes(2, "big")
-    raise ValueError(f"BER length {n} is beyond an APDU")
+    """A BER definite length (ISO 8825-1 8.1.3), the same bytes as an A-XDR length for
+    the sizes an APDU can have."""
+    if n > 0xFFFF:
+        raise ValueError(f"BER length {n} is beyond an APDU")
+    return axdr.encode_length(n)
 
 
 class Reader:

@@ -24,12 +24,13 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from gateway.drivers.dlms.acse import Mechanism
+from gateway.drivers.dlms.axdr import encode_length
 from gateway.drivers.dlms.counters import IC_MAX, InvocationCounters
 from gateway.drivers.dlms.keys import SecretBytes, SuiteKeys, check_system_title
 from gateway.errors import ProtocolError
@@ -67,12 +68,8 @@ HLS_REPLY_METHOD: Final = 1
 _CHALLENGE_BYTES: Final = range(8, 65)   # 9.2.7.4: challenges are 8 to 64 octets
 
 
-class AuthenticationMechanism(IntEnum):
-    """mechanism-name ids: the last arc of 2.16.756.5.8.2.x (Green Book, ACSE)."""
-
-    NONE = 0
-    LLS = 1
-    HLS_GMAC = 5
+#: The mechanism-name ids, written down once in ``acse`` (kept here under this name).
+AuthenticationMechanism = Mechanism
 
 
 class SecurityError(ProtocolError):
@@ -202,13 +199,6 @@ def _check_supported(sc: SecurityControl) -> None:
                             "authentication nor encryption")
 
 
-def _encode_length(n: int) -> bytes:
-    """A-XDR / BER length: one byte below 0x80, else 0x81 nn / 0x82 nnnn / ..."""
-    if n < 0x80:
-        return bytes((n,))
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(raw),)) + raw
-
 
 def _decode_length(data: bytes, pos: int, what: str) -> tuple[int, int]:
     """(length, position after it); the length must fit the bytes that follow."""
@@ -247,11 +237,11 @@ def cipher_apdu(apdu: bytes, keys: SuiteKeys, sc: SecurityControl, system_title:
     content = protect(keys, sc, system_title, ic, apdu)
     if general:
         return (bytes((GENERAL_GLO_CIPHERING, len(system_title))) + system_title
-                + _encode_length(len(content)) + content)
+                + encode_length(len(content)) + content)
     glo = GLO_TAGS.get(apdu[0])
     if glo is None:
         raise ValueError(f"APDU tag {apdu[0]:#04x} has no glo-ciphered form; use general=True")
-    return bytes((glo,)) + _encode_length(len(content)) + content
+    return bytes((glo,)) + encode_length(len(content)) + content
 
 
 def decipher_apdu(frame: bytes, keys: SuiteKeys, peer_title: bytes | None) -> Deciphered:

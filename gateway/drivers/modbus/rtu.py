@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import ClassVar, Final, Literal
 
+from gateway.drivers.crc import reflected_table
 from gateway.drivers.modbus.codes import EXCEPTION_NAMES, RETRYABLE_CODES
 from gateway.drivers.modbus.plan import MODBUS_MAX_REGISTERS, SerialLink
 from gateway.errors import DeviceError, DeviceTimeout, DriverError, ProtocolError
@@ -47,17 +48,7 @@ __all__ = [
 Parity = Literal["N", "E", "O"]
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC_TABLE: Final = _crc_table()
+_CRC_TABLE: Final = reflected_table(0xA001)
 
 
 def crc16(data: bytes | bytearray | memoryview) -> int:
