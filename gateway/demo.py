@@ -33,7 +33,7 @@ from gateway import log
 from gateway.clock import ScaledClock
 from gateway.drivers.modbus.rtu import LineSettings
 from gateway.errors import ConfigError
-from gateway.profiles import load_profile, load_profiles
+from gateway.profiles import load_profile, modbus_profiles
 from gateway.settings import DEFAULT_PROFILES_DIR, load_config
 from gateway.sim import (
     LoadShape,
@@ -147,7 +147,7 @@ TWO_RATE_DAILY_HIGH_WH = 71_000
 
 
 def _specs(profiles_dir: Path) -> list[MeterSpec]:
-    profiles = load_profiles(profiles_dir)
+    profiles = modbus_profiles(profiles_dir)
     return [
         MeterSpec(meter_id="DEMO-1001", profile=profiles["eastron_sdm630"], seed=11,
                   start_energy_wh=48_215_300, serial=21_000_101,
@@ -175,7 +175,7 @@ RTU_LINE = LineSettings(19200)
 
 def _rtu_specs(profiles_dir: Path) -> list[MeterSpec]:
     """Meters on the simulated RS-485 bus, by unit id."""
-    profiles = load_profiles(profiles_dir)
+    profiles = modbus_profiles(profiles_dir)
     return [
         MeterSpec(meter_id="DEMO-4001", profile=profiles["eastron_sdm630"], seed=41,
                   device_id=1, start_energy_wh=23_456_000, serial=21_000_401,

@@ -17,9 +17,10 @@ from __future__ import annotations
 import itertools
 import os
 import tomllib
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,8 +34,12 @@ from pydantic import (
 from gateway.errors import ConfigError
 from gateway.model import Kind, Unit
 
+if TYPE_CHECKING:  # gateway.profiles_dlms builds on this module
+    from gateway.profiles_dlms import AnyProfile
+
 __all__ = [
     "PROFILES_DIR",
+    "PROFILE_PROTOCOLS",
     "WIDTH",
     "ByteOrder",
     "DeviceProfile",
@@ -45,6 +50,7 @@ __all__ = [
     "WordOrder",
     "load_profile",
     "load_profiles",
+    "modbus_profiles",
 ]
 
 #: The profiles shipped with the project (a source checkout's ``config/devices``).
@@ -269,8 +275,14 @@ class _Problem(ValueError):
         self.fix = fix
 
 
-def load_profile(path: Path | str) -> DeviceProfile:
-    """Read and validate one profile file; its name is the file stem."""
+#: The protocols a profile may name: ``modbus`` (this module) or ``dlms``
+#: (:mod:`gateway.profiles_dlms`).
+PROFILE_PROTOCOLS = ("modbus", "dlms")
+
+
+def load_profile(path: Path | str) -> AnyProfile:
+    """Read and validate one profile file; its name is the file stem. ``protocol``
+    says which kind it is (``modbus`` when not given)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -283,14 +295,22 @@ def load_profile(path: Path | str) -> DeviceProfile:
     if "name" in raw:
         raise ConfigError("unknown key", file=path, key="name",
                           fix="remove it; a profile's name is its file name")
+    protocol = raw.get("protocol", "modbus")
+    if protocol not in PROFILE_PROTOCOLS:
+        raise ConfigError(f"{protocol!r} is not a valid value", file=path, key="protocol",
+                          fix=f"use one of: {', '.join(PROFILE_PROTOCOLS)}")
+    if protocol == "dlms":
+        from gateway.profiles_dlms import load_dlms_profile
+
+        return load_dlms_profile(path, raw)
     try:
         return DeviceProfile.model_validate({**raw, "name": path.stem})
     except ValidationError as exc:
         raise _config_error(path, exc) from exc
 
 
-def load_profiles(directory: Path | str = PROFILES_DIR) -> dict[str, DeviceProfile]:
-    """Every ``*.toml`` profile of a directory, by name."""
+def load_profiles(directory: Path | str = PROFILES_DIR) -> dict[str, AnyProfile]:
+    """Every ``*.toml`` profile of a directory, by name, of either protocol."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError("profile directory does not exist", file=directory,
@@ -299,8 +319,16 @@ def load_profiles(directory: Path | str = PROFILES_DIR) -> dict[str, DeviceProfi
     return {path.stem: load_profile(path) for path in sorted(directory.glob("*.toml"))}
 
 
-def _config_error(path: Path, exc: ValidationError) -> ConfigError:
-    """The first problem as key and fix; the others listed in the message."""
+def modbus_profiles(directory: Path | str = PROFILES_DIR) -> dict[str, DeviceProfile]:
+    """The Modbus profiles of a directory, by name."""
+    return {name: profile for name, profile in load_profiles(directory).items()
+            if isinstance(profile, DeviceProfile)}
+
+
+def _config_error(path: Path, exc: ValidationError,
+                  fix_of: Callable[[Any], str] | None = None) -> ConfigError:
+    """The first problem as key and fix (``fix_of`` the fix of a schema problem; the
+    Modbus profile's by default); the others listed in the message."""
     problems = exc.errors(include_url=False)
     first = problems[0]
     cause = first.get("ctx", {}).get("error")
@@ -309,7 +337,7 @@ def _config_error(path: Path, exc: ValidationError) -> ConfigError:
         key = f"{key}.{cause.key}" if key else cause.key
         message, fix = str(cause), cause.fix
     else:
-        message, fix = _reason(first), _fix(first)
+        message, fix = _reason(first), (fix_of or _fix)(first)
     if len(problems) > 1:
         others = ", ".join(_key_path(p["loc"]) or "(top level)" for p in problems[1:4])
         more = "" if len(problems) <= 4 else f" and {len(problems) - 4} more"

@@ -132,7 +132,7 @@ ERRORS = [
     (HEADER + "max_registers_per_request = 200\n" + _point(), "max_registers_per_request",
      "125", "max_registers_per_request"),
     (HEADER.replace('model = "T"\n', "") + _point(), "model", "missing", "add model"),
-    (HEADER + 'protocol = "dlms"\n' + _point(), "protocol", "dlms", "modbus"),
+    (HEADER + 'protocol = "bacnet"\n' + _point(), "protocol", "bacnet", "modbus, dlms"),
     (HEADER + 'name = "x"\n' + _point(), "name", "unknown key", "file name"),
     (HEADER, "points", "missing", "add points"),
 ]

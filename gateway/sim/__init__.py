@@ -7,10 +7,10 @@ the line's pace and injectable faults)::
 
     from gateway.clock import ScaledClock
     from gateway.drivers.modbus import ModbusTcpDriver
-    from gateway.profiles import load_profiles
+    from gateway.profiles import modbus_profiles
     from gateway.sim import LoadShape, MeterSpec, serve_meters
 
-    profiles = load_profiles()
+    profiles = modbus_profiles()
     clock = ScaledClock(datetime(2026, 3, 1, tzinfo=UTC), speed=720.0)
     specs = [
         MeterSpec("meter-001", profiles["eastron_sdm630"], seed=1, start_energy_wh=1_234_567),

@@ -1,6 +1,6 @@
 """The bundled device profiles against their test vectors, the planner and the simulator.
 
-Each profile in ``config/devices`` has a vector file in ``tests/data/profile_vectors``
+Each Modbus profile in ``config/devices`` has a vector file in ``tests/data/profile_vectors``
 (same name): replies of register words, as the meter would send them, and the exact
 values they stand for. The words go through the real read path (a planned
 :class:`ReadBlock` and its :class:`BlockDecoder`), so a wrong address, type, word
@@ -30,11 +30,11 @@ from gateway.drivers.modbus.plan import (
     plan_reads,
 )
 from gateway.model import Kind
-from gateway.profiles import PROFILES_DIR, DeviceProfile, load_profiles
+from gateway.profiles import PROFILES_DIR, DeviceProfile, modbus_profiles
 from gateway.sim import MeterSpec, serve_meters
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "data" / "profile_vectors"
-PROFILES = load_profiles(PROFILES_DIR)
+PROFILES = modbus_profiles(PROFILES_DIR)  # DLMS profiles: tests/test_profiles_dlms.py
 NAMES = sorted(PROFILES)
 LINKS: list[Link] = [SerialLink(9600), SerialLink(19200), SerialLink(115200), TcpLink()]
 
