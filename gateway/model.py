@@ -106,6 +106,15 @@ class Flag(enum.IntFlag):
     #: A gap's consumption (exact: the register's change across it) was spread over its
     #: intervals by the shape of a reference day rather than evenly (ESPI code 8).
     REFERENCE_DAY = 1 << 17
+    #: The meter lost power within this interval (its load profile's status said so):
+    #: the consumption is what the meter measured, and it measured nothing while off.
+    POWER_FAIL = 1 << 18
+    #: The meter's clock was set within this interval, so it is longer or shorter than
+    #: the grid says (load profile status "clock adjusted").
+    CLOCK_ADJUSTED = 1 << 19
+    #: The meter itself marked the value not valid (load profile status "data not
+    #: valid" or "critical error").
+    METER_INVALID = 1 << 20
 
 
 _QUESTIONABLE = (
@@ -120,6 +129,8 @@ _QUESTIONABLE = (
     | Flag.ZERO_RUN
     | Flag.FROZEN
     | Flag.DEMAND_HIGH
+    | Flag.CLOCK_ADJUSTED
+    | Flag.METER_INVALID
 )
 
 

@@ -103,6 +103,21 @@ class Pipeline:
         }
         return cls(store, procs, configs, zones)
 
+    def last_read_at(self, meter_id: str, channels: Iterable[str]) -> datetime | None:
+        """The time of the last read every one of ``channels`` has taken in (committed,
+        or fed in this process): where a meter that keeps its own history (a DLMS load
+        profile) is read from next. None when one of them has taken none yet."""
+        last: int | None = None
+        for channel in channels:
+            proc = self._procs.get((meter_id, channel))
+            at_ms = proc.snapshot().tracker.last_at_ms if proc is not None else None
+            if at_ms is None:
+                return None
+            last = at_ms if last is None else min(last, at_ms)
+        if last is None:
+            return None
+        return datetime.fromtimestamp(last / 1000, UTC)
+
     async def feed(self, readings: Sequence[Reading], *, source: str,
                    now: datetime | None = None) -> FeedResult:
         """Process readings in order and commit the result in one transaction.

@@ -124,6 +124,22 @@ class SerialStream:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._on_readable)
 
+    def set_line(self, baud: int, *, bytesize: int = 8, parity: str = "N",
+                 stopbits: int = 1) -> None:
+        """Change the open port's speed and character format (an optical probe signs on
+        at 300 baud 7E1, then reads at the agreed baud 8N1). ConnectError if refused."""
+        port = self._port
+        if port is None:
+            raise ConnectError("serial port is not open", device=self.name)
+        try:
+            port.baudrate = baud
+            port.bytesize = {7: serial.SEVENBITS, 8: serial.EIGHTBITS}[bytesize]
+            port.parity = _PARITY[parity]
+            port.stopbits = _STOPBITS[stopbits]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConnectError(f"cannot set the line to {baud} baud {bytesize}{parity}"
+                               f"{stopbits}: {exc}", device=self.name) from exc
+
     def _on_readable(self) -> None:
         try:
             data = os.read(self._fd, 4096)
