@@ -5,7 +5,9 @@ without a maximum rating) is collected, so ``ami-gateway check`` reports them al
 once, each with the file, the key path and the fix.
 
 Polled meters (``meters``) get a poller each; manual meters (``manual``, protocol
-"manual") get none: their readings are typed in (``gateway.ingest.selfread``).
+"manual") get none: their readings are typed in (``gateway.ingest.selfread``). A DLMS
+meter names a DLMS profile and a Modbus meter a Modbus one; a DLMS meter's password or
+keys are read here, so a missing one is a config problem, not a failed poll.
 """
 
 from __future__ import annotations
@@ -15,18 +17,22 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
+from gateway.dlms_secrets import DlmsSecrets, resolve_dlms_secrets
 from gateway.drivers import PolledDriver
 from gateway.errors import ConfigError
 from gateway.ingest.series import SeriesConfig
 from gateway.model import Kind
 from gateway.profiles import DeviceProfile, load_profiles
+from gateway.profiles_dlms import AnyProfile, DlmsProfile
 from gateway.settings import (
     DAILY_RULE_KEYS,
     AnyMeter,
     ConfigInvalid,
+    DlmsMeterConfig,
     LoadedConfig,
     ManualMeterConfig,
     ManualRegister,
+    ModbusMeterConfig,
     PolledMeterConfig,
     RtuMeterConfig,
     RtuTcpMeterConfig,
@@ -41,11 +47,17 @@ if TYPE_CHECKING:  # drivers import their protocol libraries: only when a meter 
 @dataclass(frozen=True)
 class MeterPlan:
     meter: PolledMeterConfig
-    profile: DeviceProfile
+    #: A DeviceProfile for a Modbus meter, a DlmsProfile for a DLMS meter.
+    profile: AnyProfile
     timezone: str
     series: tuple[SeriesConfig, ...]
     #: The meter's daily usage limits, judged when the daily view is built.
     daily: DailyLimits = field(default_factory=DailyLimits)
+    #: A DLMS meter's password or keys and our system title; None for Modbus meters.
+    dlms: DlmsSecrets | None = None
+    #: How far back a DLMS meter's load profile is read after an install or a long
+    #: outage: the meter's catch_up_days, else its profile's; None without a load profile.
+    catch_up_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,9 +116,18 @@ def assemble(config: LoadedConfig) -> Assembly:
                 fix=f"use one of: {known}; or add {meter.profile}.toml there",
             ))
             continue
+        mismatch = _kind_problem(config, meter, profile, profiles, where)
+        if mismatch is not None:
+            problems.append(mismatch)
+            continue
         series, found = _series_of(config, meter, profile, where)
         problems.extend(found)
-        problems.extend(_workaround_problems(config, meter, profile, where))
+        secrets, catch_up_days = None, None
+        if isinstance(meter, DlmsMeterConfig) and isinstance(profile, DlmsProfile):
+            secrets, catch_up_days, found = _dlms_of(config, meter, profile, where)
+            problems.extend(found)
+        elif not isinstance(meter, DlmsMeterConfig) and isinstance(profile, DeviceProfile):
+            problems.extend(_workaround_problems(config, meter, profile, where))
         daily, daily_problem = _daily_of(config, meter, where)
         if daily_problem is not None:
             problems.append(daily_problem)
@@ -118,13 +139,52 @@ def assemble(config: LoadedConfig) -> Assembly:
                 fix="poll more often, or raise validation.max_gap_s",
             ))
         plans.append(MeterPlan(meter=meter, profile=profile, timezone=settings.timezone_of(meter),
-                               series=tuple(series), daily=daily))
+                               series=tuple(series), daily=daily, dlms=secrets,
+                               catch_up_days=catch_up_days))
     if problems:
         raise ConfigInvalid(problems)
     return Assembly(config=config, meters=tuple(plans), manual=tuple(manual))
 
 
-def _series_of(config: LoadedConfig, meter: PolledMeterConfig, profile: DeviceProfile,
+def _kind_problem(config: LoadedConfig, meter: PolledMeterConfig, profile: AnyProfile,
+                  profiles: dict[str, AnyProfile], where: str) -> ConfigError | None:
+    """A DLMS meter needs a DLMS profile, a Modbus meter a Modbus one."""
+    dlms_meter = isinstance(meter, DlmsMeterConfig)
+    if dlms_meter == isinstance(profile, DlmsProfile):
+        return None
+    wanted, kind = (DlmsProfile, "DLMS") if dlms_meter else (DeviceProfile, "Modbus")
+    known = ", ".join(sorted(n for n, p in profiles.items() if isinstance(p, wanted)))
+    return ConfigError(
+        f"a {meter.protocol} meter is read with a {kind} profile, and {profile.name} is a "
+        f"{'Modbus' if dlms_meter else 'DLMS'} profile", file=config.file,
+        key=f"{where}.profile",
+        fix=f"use one of the {kind} profiles: {known or 'none'}; or add one to "
+            f"{config.profiles_dir}")
+
+
+def _dlms_of(config: LoadedConfig, meter: DlmsMeterConfig, profile: DlmsProfile, where: str,
+             ) -> tuple[DlmsSecrets | None, int | None, list[ConfigError]]:
+    """The meter's secrets and its effective catch-up depth."""
+    problems: list[ConfigError] = []
+    secrets = None
+    try:
+        secrets = resolve_dlms_secrets(config, meter, where)
+    except ConfigInvalid as exc:
+        problems.extend(exc.problems)
+    except ConfigError as exc:
+        problems.append(exc)
+    catch_up_days = None
+    if profile.load_profile is not None:
+        catch_up_days = meter.catch_up_days or profile.load_profile.catch_up_days
+    elif meter.catch_up_days is not None:
+        problems.append(ConfigError(
+            f"profile {profile.name} has no load profile to catch up from",
+            file=config.file, key=f"{where}.catch_up_days",
+            fix="remove catch_up_days, or use a profile with a [load_profile] section"))
+    return secrets, catch_up_days, problems
+
+
+def _series_of(config: LoadedConfig, meter: PolledMeterConfig, profile: AnyProfile,
                where: str) -> tuple[list[SeriesConfig], list[ConfigError]]:
     settings = config.settings
     cumulative = {p.channel: p for p in profile.points if p.kind is Kind.CUMULATIVE}
@@ -246,7 +306,7 @@ def _daily_of(config: LoadedConfig, meter: PolledMeterConfig,
     return limits, None
 
 
-def _workaround_problems(config: LoadedConfig, meter: PolledMeterConfig,
+def _workaround_problems(config: LoadedConfig, meter: ModbusMeterConfig,
                          profile: DeviceProfile, where: str) -> list[ConfigError]:
     """A request limit the profile's own limit or its widest point rules out."""
     limit = meter.workarounds.max_registers_per_request
@@ -268,7 +328,7 @@ def _workaround_problems(config: LoadedConfig, meter: PolledMeterConfig,
     return []
 
 
-def effective_profile(meter: PolledMeterConfig, profile: DeviceProfile) -> DeviceProfile:
+def effective_profile(meter: ModbusMeterConfig, profile: DeviceProfile) -> DeviceProfile:
     """``profile`` as this meter's device is read: its timing overrides and workarounds."""
     update: dict[str, int] = {}
     if meter.inter_request_ms is not None:
@@ -288,6 +348,12 @@ def build_driver(plan: MeterPlan, clock: Clock, buses: BusPool | None = None) ->
     pool the meter gets a bus of its own.
     """
     meter = plan.meter
+    if isinstance(meter, DlmsMeterConfig):
+        return _dlms_driver(plan, clock)
+    if not isinstance(plan.profile, DeviceProfile):
+        raise ConfigError(f"{meter.meter_id} is read with Modbus, but profile "
+                          f"{plan.profile.name} is a DLMS profile", key="profile",
+                          fix="assemble the config first: edge.assembly.assemble checks it")
     profile = effective_profile(meter, plan.profile)
     if isinstance(meter, RtuMeterConfig | RtuTcpMeterConfig):
         from gateway.drivers.modbus.bus import BusPool
@@ -324,3 +390,12 @@ def _rtu_driver(meter: RtuMeterConfig | RtuTcpMeterConfig, profile: DeviceProfil
     return ModbusDriver(meter.meter_id, client, profile, clock, link=line.link,
                         busy=BusyRetry(meter.busy_retries, meter.busy_retry_ms / 1000),
                         one_request_per_value=quirks.one_request_per_value)
+
+
+def _dlms_driver(plan: MeterPlan, clock: Clock) -> PolledDriver:
+    """The driver of a DLMS meter (``plan.profile`` is a DlmsProfile, ``plan.dlms`` its
+    secrets, ``plan.catch_up_days`` how far back the load profile is read)."""
+    raise ConfigError("the DLMS driver is not in this build",
+                      key=f"meters(meter_id={plan.meter.meter_id}).protocol",
+                      fix="use a build with gateway.drivers.dlms.driver, or read the meter "
+                          "over Modbus")

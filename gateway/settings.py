@@ -133,21 +133,13 @@ class ValidationSection(_Model):
 
 
 class _PolledMeter(_Model):
-    """What every polled meter has, whatever carries its requests."""
+    """What every polled meter has, whatever protocol carries its requests."""
 
     meter_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
     #: A device profile name: the file stem in the profiles folder (e.g. ``eastron_sdm630``).
     profile: Annotated[str, Field(min_length=1)]
-    unit_id: Annotated[int, Field(ge=1, le=247)] = 1
     poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
-    #: Overrides the profile's pause between two requests to this device (ms).
-    inter_request_ms: Annotated[int, Field(ge=0, le=10_000)] | None = None
-    #: A read the device refuses as busy (exception 6, or 5: still working) is tried
-    #: again up to busy_retries times in the same poll, busy_retry_ms apart, before the
-    #: poll fails; 0 fails it at once. No other failure is retried within a poll.
-    busy_retries: Annotated[int, Field(ge=0, le=5)] = 2
-    busy_retry_ms: Annotated[int, Field(ge=1, le=5_000)] = 100
     #: Overrides the gateway timezone for this meter's local day.
     timezone: str | None = None
     #: Channels to store intervals for; by default every cumulative channel.
@@ -163,7 +155,20 @@ class _PolledMeter(_Model):
         return None if v is None else _timezone(v)
 
 
-class MeterConfig(_PolledMeter):
+class _ModbusMeter(_PolledMeter):
+    """A meter read with Modbus requests, whatever link carries them."""
+
+    unit_id: Annotated[int, Field(ge=1, le=247)] = 1
+    #: Overrides the profile's pause between two requests to this device (ms).
+    inter_request_ms: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    #: A read the device refuses as busy (exception 6, or 5: still working) is tried
+    #: again up to busy_retries times in the same poll, busy_retry_ms apart, before the
+    #: poll fails; 0 fails it at once. No other failure is retried within a poll.
+    busy_retries: Annotated[int, Field(ge=0, le=5)] = 2
+    busy_retry_ms: Annotated[int, Field(ge=1, le=5_000)] = 100
+
+
+class MeterConfig(_ModbusMeter):
     """A Modbus TCP meter (or a Modbus TCP gateway's unit)."""
 
     protocol: Literal["modbus_tcp"] = "modbus_tcp"
@@ -173,7 +178,7 @@ class MeterConfig(_PolledMeter):
     workarounds: TcpWorkarounds = TcpWorkarounds()
 
 
-class _SerialLine(_PolledMeter):
+class _SerialLine(_ModbusMeter):
     """An RTU meter: its line's character format, and its own timing."""
 
     #: The line's speed; every meter on one port must agree.
@@ -209,16 +214,128 @@ class RtuTcpMeterConfig(_SerialLine):
     port: Annotated[int, Field(ge=1, le=65535)] = 4001
 
 
-#: Every meter the gateway polls.
-PolledMeterConfig = MeterConfig | RtuMeterConfig | RtuTcpMeterConfig
+#: Every meter read with Modbus requests.
+ModbusMeterConfig = MeterConfig | RtuMeterConfig | RtuTcpMeterConfig
 
 
 class _Fixable(ValueError):
-    """A check across keys that knows the fix (``problems_of`` reports it)."""
+    """A check across keys that knows the fix (``problems_of`` reports it), and the key
+    to blame when it is not the model itself (relative to it)."""
 
-    def __init__(self, message: str, fix: str) -> None:
+    def __init__(self, message: str, fix: str, key: str = "") -> None:
         super().__init__(message)
         self.fix = fix
+        self.key = key
+
+
+#: Keys that would hold a DLMS secret itself; each has an ``_env`` and a ``_file`` form.
+DLMS_SECRET_KEYS = ("password", "encryption_key", "authentication_key")
+_SECURITY_KEYS: dict[str, tuple[str, ...]] = {
+    "lls": ("password",), "hls_gmac": ("encryption_key", "authentication_key")}
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _DlmsMeter(_PolledMeter):
+    """A DLMS/COSEM meter: its association (client, server, security) and HDLC link.
+
+    Secrets never live in the file: each comes from an environment variable (``_env``)
+    or a file (``_file``, relative to the config file); see ``gateway.dlms_secrets``.
+    """
+
+    #: Per exchange: an HDLC frame's reply, a wrapper APDU's reply.
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    #: The client SAP; None: 16 (the public client) with security "none", else 1 (the
+    #: management client).
+    client_sap: Annotated[int, Field(ge=1, le=127)] | None = None
+    #: The server's logical device (1: the management logical device).
+    server_logical: Annotated[int, Field(ge=0, le=0x3FFF)] = 1
+    #: none: the public client; lls: a password; hls_gmac: security suite 0 (AES-GCM-128).
+    security: Literal["none", "lls", "hls_gmac"] = "none"
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    password_file: Path | None = None
+    encryption_key_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    encryption_key_file: Path | None = None
+    authentication_key_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    authentication_key_file: Path | None = None
+    #: Our own 8-byte system title as 16 hex digits; unset: derived from meter_id.
+    system_title: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$")] | None = None
+    #: What we propose in SNRM (the meter's UA decides what holds).
+    max_info_length: Annotated[int, Field(ge=32, le=2030)] = 2030
+    window: Annotated[int, Field(ge=1, le=7)] = 7
+    #: HDLC polls of one frame before the exchange is a timeout.
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+    #: Overrides the profile's load_profile.catch_up_days.
+    catch_up_days: Annotated[int, Field(ge=1, le=400)] | None = None
+    #: The meter's clock further than this from ours is logged as a warning.
+    clock_drift_warn_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+
+    @model_validator(mode="after")
+    def _secrets_match_the_security(self) -> _DlmsMeter:
+        needed = _SECURITY_KEYS.get(self.security, ())
+        for name in DLMS_SECRET_KEYS:
+            env, file = getattr(self, f"{name}_env"), getattr(self, f"{name}_file")
+            if name not in needed:
+                if env is not None or file is not None:
+                    key = f"{name}_env" if env is not None else f"{name}_file"
+                    wanted = "lls" if name == "password" else "hls_gmac"
+                    raise _Fixable(f"security {self.security!r} uses no {name}",
+                                   f'remove it, or set security = "{wanted}"', key)
+                continue
+            if env is None and file is None:
+                raise _Fixable(f"security {self.security!r} needs the {name.replace('_', ' ')}",
+                               f"give {name}_env (an environment variable) or {name}_file "
+                               "(a file holding it)", f"{name}_env")
+            if env is not None and file is not None:
+                raise _Fixable(f"both {name}_env and {name}_file are given",
+                               "keep one of them", f"{name}_file")
+        return self
+
+    @property
+    def client_address(self) -> int:
+        """The client SAP in use (``client_sap``, else by the security)."""
+        if self.client_sap is not None:
+            return self.client_sap
+        return 16 if self.security == "none" else 1
+
+
+class DlmsTcpMeterConfig(_DlmsMeter):
+    """A DLMS meter over TCP: the IEC 62056-47 wrapper, or HDLC frames (a serial device
+    server or a meter's own HDLC-over-TCP port)."""
+
+    protocol: Literal["dlms_tcp"]
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 4059
+    framing: Literal["wrapper", "hdlc"] = "wrapper"
+
+
+class DlmsSerialMeterConfig(_DlmsMeter):
+    """A DLMS meter on RS-485 (HDLC). Meters naming the same port share it (multidrop),
+    each with its own server_physical, all at one baudrate."""
+
+    protocol: Literal["dlms_serial"]
+    port: Annotated[str, Field(min_length=1)]
+    baudrate: Literal[300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    #: The HDLC lower (physical) address; None: a one-byte server address.
+    server_physical: Annotated[int, Field(ge=0, le=0x3FFD)] | None = None
+
+
+class DlmsOpticalMeterConfig(_DlmsMeter):
+    """A DLMS meter through an optical probe: IEC 62056-21 mode E sign-on, then HDLC."""
+
+    protocol: Literal["dlms_optical"]
+    port: Annotated[str, Field(min_length=1)]
+    #: The highest baud the meter's proposal is accepted at (mode E: 300-19200).
+    max_baud: Literal[300, 600, 1200, 2400, 4800, 9600, 19200] = 9600
+    #: The device address of the sign-on request (/?address!); empty: any meter.
+    device_address: Annotated[str, Field(max_length=32, pattern=r"^[0-9A-Za-z ]*$")] = ""
+    #: The HDLC lower (physical) address; None: a one-byte server address.
+    server_physical: Annotated[int, Field(ge=0, le=0x3FFD)] | None = None
+
+
+#: Every DLMS meter.
+DlmsMeterConfig = DlmsTcpMeterConfig | DlmsSerialMeterConfig | DlmsOpticalMeterConfig
+#: Every meter the gateway polls.
+PolledMeterConfig = ModbusMeterConfig | DlmsMeterConfig
 
 
 #: Units a typed-in register counts in (the energy registers a customer can read).
@@ -329,11 +446,15 @@ def _protocol(meter: Any) -> str:
 
 
 #: The protocols a meter may name, each with its model (the tag pydantic reports).
-METER_PROTOCOLS = ("modbus_tcp", "modbus_rtu", "modbus_rtu_tcp", "manual")
-AnyMeter = MeterConfig | RtuMeterConfig | RtuTcpMeterConfig | ManualMeterConfig
+METER_PROTOCOLS = ("modbus_tcp", "modbus_rtu", "modbus_rtu_tcp", "dlms_tcp", "dlms_serial",
+                   "dlms_optical", "manual")
+AnyMeter = PolledMeterConfig | ManualMeterConfig
 _MeterEntry = Annotated[
     Annotated[MeterConfig, Tag("modbus_tcp")] | Annotated[RtuMeterConfig, Tag("modbus_rtu")]
     | Annotated[RtuTcpMeterConfig, Tag("modbus_rtu_tcp")]
+    | Annotated[DlmsTcpMeterConfig, Tag("dlms_tcp")]
+    | Annotated[DlmsSerialMeterConfig, Tag("dlms_serial")]
+    | Annotated[DlmsOpticalMeterConfig, Tag("dlms_optical")]
     | Annotated[ManualMeterConfig, Tag("manual")],
     Discriminator(_protocol),
 ]
@@ -369,6 +490,51 @@ def _bus_problems(meters: list[AnyMeter]) -> None:
                 "the meter's display or by its installer)")
 
 
+def _port_problems(meters: list[AnyMeter]) -> None:
+    """A serial port carries one protocol. DLMS meters sharing an RS-485 port (multidrop)
+    agree on its baudrate and each has its own server_physical; an optical probe faces
+    one meter."""
+    first: dict[str, tuple[int, AnyMeter]] = {}
+    addresses: dict[tuple[str, int], int] = {}
+    for i, meter in enumerate(meters):
+        if not isinstance(meter, RtuMeterConfig | DlmsSerialMeterConfig | DlmsOpticalMeterConfig):
+            continue
+        where = f"meters[{i}](meter_id={meter.meter_id})"
+        j, other = first.setdefault(meter.port, (i, meter))
+        if j == i:
+            continue
+        there = f"meters[{j}](meter_id={other.meter_id})"
+        if isinstance(meter, DlmsOpticalMeterConfig) or isinstance(other, DlmsOpticalMeterConfig):
+            raise _Fixable(f"{where} names port {meter.port}, the optical probe of {there}",
+                           "an optical probe reads the one meter it is held to: give each "
+                           "meter its own port")
+        if meter.protocol != other.protocol:
+            raise _Fixable(f"{where} ({meter.protocol}) names port {meter.port}, which "
+                           f"{there} reads with {other.protocol}",
+                           "one RS-485 line carries one protocol: put the Modbus and the "
+                           "DLMS meters on separate ports")
+        if not isinstance(meter, DlmsSerialMeterConfig) or \
+                not isinstance(other, DlmsSerialMeterConfig):
+            continue  # Modbus RTU lines: _bus_problems
+        if meter.baudrate != other.baudrate:
+            raise _Fixable(f"{where} is on port {meter.port} at {meter.baudrate} baud, but "
+                           f"{there} on the same line says {other.baudrate}",
+                           "one line has one speed: give every meter on it the same baudrate "
+                           "(the meters' own settings must match too)")
+        for k, m in ((j, other), (i, meter)):
+            if m.server_physical is None:
+                raise _Fixable(f"meters[{k}](meter_id={m.meter_id}) shares port {m.port} "
+                               "with other DLMS meters but has no server_physical",
+                               "set server_physical (the meter's HDLC physical address, "
+                               "often derived from its serial number) on every meter of "
+                               "the line")
+            clash = addresses.setdefault((m.port, m.server_physical), k)
+            if clash != k:
+                raise _Fixable(f"meters[{k}](meter_id={m.meter_id}) has server_physical "
+                               f"{m.server_physical}, like meters[{clash}] on port {m.port}",
+                               "give each meter on one line its own server_physical")
+
+
 class Settings(_Model):
     gateway: GatewaySection = GatewaySection()
     store: StoreSection = StoreSection()
@@ -386,6 +552,7 @@ class Settings(_Model):
                 raise ValueError(f"meter_id {m.meter_id!r} appears twice; meter ids are unique")
             seen.add(m.meter_id)
         _bus_problems(meters)
+        _port_problems(meters)
         return meters
 
     def timezone_of(self, meter: AnyMeter) -> str:
@@ -477,7 +644,8 @@ def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
 
 def _manual_fix(kind: str, key: str, fix: str) -> str:
     polled = {*MeterConfig.model_fields, *RtuMeterConfig.model_fields,
-              *RtuTcpMeterConfig.model_fields}
+              *RtuTcpMeterConfig.model_fields, *DlmsTcpMeterConfig.model_fields,
+              *DlmsSerialMeterConfig.model_fields, *DlmsOpticalMeterConfig.model_fields}
     if kind == "extra_forbidden" and key in polled:
         return ("a manual meter is not polled and has no device profile: remove it, or set "
                 'protocol = "modbus_tcp"')
@@ -496,12 +664,18 @@ def problems_of(exc: ValidationError, file: Path, data: Any) -> list[ConfigError
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, _Fixable):
             fix = cause.fix
+            if cause.key:
+                loc = (*loc, cause.key)
         if err["type"] == "union_tag_invalid":  # an unknown [[meters]] protocol
             loc = (*loc, "protocol")
             msg = f"no meter protocol {err['ctx']['tag']}"
             fix = f"use one of: {', '.join(METER_PROTOCOLS)}"
         elif "manual" in err["loc"][2:3]:
             fix = _manual_fix(err["type"], str(loc[-1]), fix)
+        elif err["type"] == "extra_forbidden" and loc[-1] in DLMS_SECRET_KEYS:
+            msg = "a secret is never written into the config file"
+            fix = (f"remove it: give {loc[-1]}_env (an environment variable holding it) or "
+                   f"{loc[-1]}_file (a file holding it, mode 0600)")
         elif err["type"] == "extra_forbidden" and loc[2:3] == ("workarounds",):
             protocol = str(err["loc"][2])
             msg = f"no workaround {loc[-1]!r} for {protocol} meters"
