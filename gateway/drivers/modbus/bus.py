@@ -198,6 +198,15 @@ class BusPool:
 
     def __init__(self) -> None:
         self._buses: dict[tuple[str, ...], Bus] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def line_lock(self, path: str) -> asyncio.Lock:
+        """The lock of a serial line whose devices each open the port for a whole poll
+        (DLMS meters on one RS-485 line): one poll at a time on it."""
+        lock = self._locks.get(path)
+        if lock is None:
+            lock = self._locks[path] = asyncio.Lock()
+        return lock
 
     def serial(self, path: str, line: LineSettings) -> Bus:
         key = ("serial", path)

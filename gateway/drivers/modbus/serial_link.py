@@ -127,16 +127,21 @@ class SerialStream:
     def set_line(self, baud: int, *, bytesize: int = 8, parity: str = "N",
                  stopbits: int = 1) -> None:
         """Change the open port's speed and character format (an optical probe signs on
-        at 300 baud 7E1, then reads at the agreed baud 8N1). ConnectError if refused."""
+        at 300 baud 7E1, then reads at the agreed baud 8N1). ConnectError if refused.
+
+        A pseudo-terminal (a simulator, a serial-over-network bridge such as socat) has
+        a speed but no character format, and Linux refuses parity and 7 data bits on
+        it: there only the speed is set, and bytes pass unchanged."""
         port = self._port
         if port is None:
             raise ConnectError("serial port is not open", device=self.name)
+        settings: dict[str, object] = {"baudrate": baud}
+        if not os.path.realpath(self.name).startswith("/dev/pts/"):
+            settings |= {"bytesize": {7: serial.SEVENBITS, 8: serial.EIGHTBITS}.get(bytesize),
+                         "parity": _PARITY.get(parity), "stopbits": _STOPBITS.get(stopbits)}
         try:
-            port.baudrate = baud
-            port.bytesize = {7: serial.SEVENBITS, 8: serial.EIGHTBITS}[bytesize]
-            port.parity = _PARITY[parity]
-            port.stopbits = _STOPBITS[stopbits]
-        except (OSError, ValueError, KeyError) as exc:
+            port.apply_settings(settings)
+        except (OSError, ValueError, termios.error) as exc:
             raise ConnectError(f"cannot set the line to {baud} baud {bytesize}{parity}"
                                f"{stopbits}: {exc}", device=self.name) from exc
 
