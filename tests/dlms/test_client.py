@@ -46,8 +46,9 @@ async def tcp_meter(spec: DlmsMeterSpec, clock: ManualClock, framing: str = "wra
         yield server
 
 
-def wrapper_client(server: DlmsServer, settings: AssociationSettings = AssociationSettings(),
+def wrapper_client(server: DlmsServer, settings: AssociationSettings | None = None,
                    sap: int = 16) -> DlmsClient:
+    settings = settings or AssociationSettings()
     link = WrapperLink(TcpStream("127.0.0.1", server.port), sap, 1, timeout_s=1.0)
     return DlmsClient(link, settings)
 
@@ -97,7 +98,7 @@ async def test_hls_gmac_reads_ciphered_and_a_wrong_key_is_refused() -> None:
         await client.close()
         bad = wrapper_client(server, hls(bytes(16)), sap=1)
         # The meter cannot decipher our initiate: it refuses the association.
-        with pytest.raises(DeviceError, match="authentication failure .*wrong password or key"):
+        with pytest.raises(DeviceError, match=r"authentication failure .*wrong password or key"):
             await bad.get(SERIAL)
 
 
@@ -108,7 +109,7 @@ async def test_a_replayed_response_is_refused() -> None:
         client = wrapper_client(server, hls(), sap=1)
         await client.get(SERIAL)
         server.meter("M4").replay_last_response()
-        with pytest.raises(ProtocolError, match="(?i)replay|counter"):
+        with pytest.raises(ProtocolError, match=r"(?i)replay|counter"):
             await client.get(SERIAL)
         assert not client.associated  # a protection failure ends the association
 
