@@ -55,7 +55,8 @@ class Agent:
                 self.pollers.append(Poller(
                     meter_id=plan.meter.meter_id, timezone=plan.timezone,
                     protocol=plan.meter.protocol, profile=plan.profile.name,
-                    driver=build_driver(plan, self.clock, buses), pipeline=pipeline,
+                    driver=build_driver(plan, self.clock, buses, cursor=pipeline.last_read_at),
+                    pipeline=pipeline,
                     store=self.store, clock=self.clock, interval_s=plan.meter.poll_interval_s,
                     transitions=transitions,
                 ))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.clock import Clock
@@ -41,6 +42,7 @@ from gateway.validation import VeeConfig
 from gateway.validation.daily import DailyLimits
 
 if TYPE_CHECKING:  # drivers import their protocol libraries: only when a meter needs them
+    from edge.dlms_driver import Cursor
     from gateway.drivers.modbus.bus import BusPool
 
 
@@ -58,6 +60,8 @@ class MeterPlan:
     #: How far back a DLMS meter's load profile is read after an install or a long
     #: outage: the meter's catch_up_days, else its profile's; None without a load profile.
     catch_up_days: int | None = None
+    #: Where the meter's durable driver state lives (a DLMS invocation counter).
+    data_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ def assemble(config: LoadedConfig) -> Assembly:
             ))
         plans.append(MeterPlan(meter=meter, profile=profile, timezone=settings.timezone_of(meter),
                                series=tuple(series), daily=daily, dlms=secrets,
-                               catch_up_days=catch_up_days))
+                               catch_up_days=catch_up_days, data_dir=config.data_dir))
     if problems:
         raise ConfigInvalid(problems)
     return Assembly(config=config, meters=tuple(plans), manual=tuple(manual))
@@ -340,16 +344,18 @@ def effective_profile(meter: ModbusMeterConfig, profile: DeviceProfile) -> Devic
     return meter.workarounds.profile_for(profile)
 
 
-def build_driver(plan: MeterPlan, clock: Clock, buses: BusPool | None = None) -> PolledDriver:
+def build_driver(plan: MeterPlan, clock: Clock, buses: BusPool | None = None, *,
+                 cursor: Cursor | None = None) -> PolledDriver:
     """The driver for a meter's protocol. One place knows which class serves which.
 
     RTU meters read through ``buses``: meters naming the same serial port (or device
     server) get the same :class:`Bus`, so their transactions never overlap. Without a
-    pool the meter gets a bus of its own.
+    pool the meter gets a bus of its own. DLMS meters read their load profile from
+    ``cursor`` (the time of the last read the gateway holds for their channels).
     """
     meter = plan.meter
     if isinstance(meter, DlmsMeterConfig):
-        return _dlms_driver(plan, clock)
+        return _dlms_driver(plan, clock, buses, cursor)
     if not isinstance(plan.profile, DeviceProfile):
         raise ConfigError(f"{meter.meter_id} is read with Modbus, but profile "
                           f"{plan.profile.name} is a DLMS profile", key="profile",
@@ -392,10 +398,14 @@ def _rtu_driver(meter: RtuMeterConfig | RtuTcpMeterConfig, profile: DeviceProfil
                         one_request_per_value=quirks.one_request_per_value)
 
 
-def _dlms_driver(plan: MeterPlan, clock: Clock) -> PolledDriver:
-    """The driver of a DLMS meter (``plan.profile`` is a DlmsProfile, ``plan.dlms`` its
-    secrets, ``plan.catch_up_days`` how far back the load profile is read)."""
-    raise ConfigError("the DLMS driver is not in this build",
-                      key=f"meters(meter_id={plan.meter.meter_id}).protocol",
-                      fix="use a build with gateway.drivers.dlms.driver, or read the meter "
-                          "over Modbus")
+def _dlms_driver(plan: MeterPlan, clock: Clock, buses: BusPool | None,
+                 cursor: Cursor | None) -> PolledDriver:
+    from edge.dlms_driver import build_dlms_driver
+
+    meter = plan.meter
+    assert isinstance(meter, DlmsMeterConfig) and isinstance(plan.profile, DlmsProfile)
+    stored = [s.channel for s in plan.series]
+    return build_dlms_driver(meter, plan.profile, stored=stored, timezone=plan.timezone,
+                             catch_up_days=plan.catch_up_days, secrets=plan.dlms, clock=clock,
+                             data_dir=plan.data_dir,
+                             buses=buses, cursor=cursor)

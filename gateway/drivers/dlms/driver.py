@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from gateway import log
 from gateway.clock import Clock
 from gateway.drivers.dlms import axdr
-from gateway.drivers.dlms.apdu import RangeDescriptor
+from gateway.drivers.dlms.apdu import DataAccessResult, RangeDescriptor
 from gateway.drivers.dlms.client import DlmsClient
 from gateway.drivers.dlms.cosem import (
     CLOCK,
@@ -56,13 +56,16 @@ from gateway.drivers.dlms.profile import (
     to_unit,
 )
 from gateway.drivers.dlms.transport import LinkStats
-from gateway.errors import DataError, ProtocolError
+from gateway.errors import DataError, DeviceError, ProtocolError
 from gateway.model import SERIAL_NUMBER, Flag, Kind, Reading, Unit
 
 __all__ = ["DlmsDriver", "DlmsReadPlan", "DlmsStats", "LoadProfilePlan", "RegisterPoint"]
 
 _log = log.get("gateway.dlms")
 _SECOND = timedelta(seconds=1)
+#: Refusals that say the meter has no such object (rather than that reading it failed).
+_ABSENT = frozenset({DataAccessResult.OBJECT_UNDEFINED, DataAccessResult.OBJECT_UNAVAILABLE,
+                     DataAccessResult.OBJECT_CLASS_INCONSISTENT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,7 @@ class DlmsDriver:
         self._shape_of: str | None = None
         self._scalers: dict[str, ScalerUnit] = {}
         self._drifting = False
+        self._missing: set[str] = set()
         self.stats = DlmsStats(link=client.link.stats)
 
     async def connect(self) -> None:
@@ -190,11 +194,27 @@ class DlmsDriver:
                                value=identity, unit=Unit.COUNT, kind=Kind.IDENTITY))
         out.extend(rows)
         for point in plan.registers:
-            value = await self._register(point)
+            try:
+                value = await self._register(point)
+            except DeviceError as exc:
+                if exc.code not in _ABSENT:
+                    raise
+                self._absent(point, exc)
+                continue
             out.append(Reading(meter_id=self.meter_id, channel=point.channel, at=at,
                                value=value, unit=point.unit, kind=point.kind, flags=flags,
                                meter_at=meter_now))
         return out
+
+    def _absent(self, point: RegisterPoint, exc: DeviceError) -> None:
+        """A point this meter does not have (a generic profile lists more than most
+        meters carry): logged once, the rest of the poll goes on."""
+        if point.channel in self._missing:
+            return
+        self._missing.add(point.channel)
+        level = _log.error if point.kind is Kind.CUMULATIVE else _log.warning
+        level("meter has no such object: point not read", meter_id=self.meter_id,
+              channel=point.channel, error=str(exc))
 
     async def _read_clock(self) -> tuple[datetime | None, int]:
         obis = self.plan.clock
