@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -119,3 +120,25 @@ def test_check_reports_a_missing_key_with_file_key_and_fix(tmp_path: Path) -> No
             "AMI_TEST_UNSET_EK: the environment variable is not set") in err
     assert "fix: export AMI_TEST_UNSET_EK=" in err
     assert "d0d1d2d3" not in err
+
+
+def test_the_example_s_commented_dlms_meters_are_valid_when_uncommented(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = (Path(__file__).resolve().parent.parent / "config" / "gateway.example.toml"
+               ).read_text()
+    block = example[example.index('# meter_id = "ACME-0401"') - len("# [[meters]]\n"):
+                    example.index('\n[[meters]]\nmeter_id = "ACME-0101"')]
+    lines = [line[2:] for line in block.splitlines()
+             if re.match(r"^# (\[\[meters\]\]|[a-z_]+ = )", line)]
+    assert sum(line == "[[meters]]" for line in lines) == 3
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "acme-0401.ak").write_text("d0d1d2d3d4d5d6d7d8d9dadbdcdddedf\n")
+    (tmp_path / "keys" / "acme-0501.password").write_text("12345678\n")
+    monkeypatch.setenv("ACME_0401_EK", "5ac1e0b2d47f9c3318e6a0b4c2d97f15")
+    plans = assemble(load_config(write(tmp_path, "\n".join(lines)))).meters
+    assert [(p.meter.protocol, p.meter.security) for p in plans] == [
+        ("dlms_tcp", "hls_gmac"), ("dlms_serial", "lls"), ("dlms_optical", "none")]
+    tcp, rs485, _ = plans
+    assert tcp.dlms is not None and tcp.dlms.keys is not None
+    assert tcp.dlms.system_title == bytes.fromhex("414D490000000401")
+    assert rs485.dlms is not None and rs485.dlms.password is not None
