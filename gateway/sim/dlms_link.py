@@ -51,7 +51,8 @@ class DlmsServer:
         #: meter_id -> TCP port (TCP only).
         self.ports: dict[str, int] = {}
         self.stats = LinkStats()
-        self.line: object | None = None
+        #: The serial line (pty only).
+        self.line: SerialLine | None = None
         self._servers: list[asyncio.Server] = []
         self._path = ""
 

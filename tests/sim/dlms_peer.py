@@ -141,6 +141,9 @@ class HdlcPeer:
                 continue
             if not isinstance(event, NeedData):
                 return event
+            out = client.data_to_send()  # what the frames just parsed call for (RR)
+            if out:
+                await self.pipe.send(out)
             try:
                 data = await self.pipe.receive(self.timeout_s)
             except TimeoutError:
