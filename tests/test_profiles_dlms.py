@@ -68,6 +68,20 @@ def test_the_bundled_generic_meter_loads_with_its_load_profile() -> None:
     assert "dlms_generic_electricity" not in modbus_profiles()
 
 
+def test_the_bundled_polyphase_meter_adds_reactive_energy_and_phases() -> None:
+    profile = load_profiles()["dlms_generic_polyphase"]
+    assert isinstance(profile, DlmsProfile) and profile.load_profile is not None
+    points = {p.channel: p for p in profile.points}
+    assert (points["1.0.3.8.0.255"].unit, points["1.0.4.8.0.255"].kind) == (
+        Unit.VARH, Kind.CUMULATIVE)
+    assert {c for c, p in points.items() if p.unit is Unit.V} == {
+        "1.0.32.7.0.255", "1.0.52.7.0.255", "1.0.72.7.0.255"}
+    assert {c for c, p in points.items() if p.unit is Unit.A} == {
+        "1.0.31.7.0.255", "1.0.51.7.0.255", "1.0.71.7.0.255"}
+    assert profile.load_profile.channels == tuple(
+        c for c, p in points.items() if p.kind is Kind.CUMULATIVE)
+
+
 def test_reduced_obis_is_stored_dotted_and_names_the_channel(tmp_path: Path) -> None:
     body = (HEADER + energy("1-0:1.8.0*255") + energy("1-0:2.8.0")
             + '[[points]]\nobis = "0.0.96.14.0.255"\nchannel = "tariff"\nclass_id = 1\n'
