@@ -1,0 +1,262 @@
+"""The DLMS driver as the gateway builds it (config -> assemble -> build_driver) against
+the simulated meters on real sockets and ptys: exact register values, objects the meter
+lacks, clock drift, HLS-GMAC and LLS from the config's secrets, two meters on one
+RS-485 line, HDLC over TCP, a catch-up spread over polls, a meter silent mid-poll."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from edge.assembly import assemble, build_driver
+from gateway.clock import ManualClock
+from gateway.drivers.dlms.driver import DlmsDriver
+from gateway.drivers.dlms.keys import SecretBytes, SuiteKeys
+from gateway.drivers.modbus.bus import BusPool
+from gateway.model import SERIAL_NUMBER, Flag, Kind, Reading, Unit
+from gateway.settings import DEFAULT_PROFILES_DIR, load_config
+from gateway.sim.dlms_link import DlmsServer, serve_dlms
+from gateway.sim.dlms_objects import DlmsMeterSpec
+
+NOW = datetime(2026, 6, 10, 12, 7, tzinfo=UTC)
+PERIOD = timedelta(minutes=15)
+ENERGY = ("1.0.1.8.0.255", "1.0.2.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255")
+EK_HEX = "000102030405060708090A0B0C0D0E0F"
+AK_HEX = "D0D1D2D3D4D5D6D7D8D9DADBDCDDDEDF"
+KEYS = SuiteKeys(encryption=SecretBytes(bytes.fromhex(EK_HEX)),
+                 authentication=SecretBytes(bytes.fromhex(AK_HEX)))
+
+#: A profile read by GET only (no load profile): every energy register, once more in
+#: kWh, the maximum demand (class 4), and objects the simulated meter does not have.
+GET_ONLY_PROFILE = """
+manufacturer = "Test"
+model = "GET only"
+source = "test"
+protocol = "dlms"
+max_power_w = 69000
+[[points]]
+obis = "1.0.1.8.0.255"
+unit = "Wh"
+kind = "cumulative"
+[[points]]
+obis = "1.0.2.8.0.255"
+unit = "Wh"
+kind = "cumulative"
+[[points]]
+obis = "1.0.1.8.1.255"
+unit = "Wh"
+kind = "cumulative"
+[[points]]
+obis = "1.0.1.8.2.255"
+unit = "Wh"
+kind = "cumulative"
+[[points]]
+obis = "1.0.1.8.0.255"
+channel = "import_kwh"
+unit = "kWh"
+kind = "cumulative"
+[[points]]
+obis = "1.0.3.8.0.255"
+unit = "Wh"
+kind = "cumulative"
+[[points]]
+obis = "1.0.1.7.0.255"
+unit = "W"
+kind = "instant"
+[[points]]
+obis = "1.0.1.6.0.255"
+class_id = 4
+unit = "W"
+kind = "instant"
+[[points]]
+obis = "1.0.32.7.0.255"
+unit = "V"
+kind = "instant"
+"""
+
+
+def generic_with(**load_profile: object) -> str:
+    """The bundled generic profile with some load_profile keys changed."""
+    text = (DEFAULT_PROFILES_DIR / "dlms_generic_electricity.toml").read_text()
+    for key, value in load_profile.items():
+        lines = [line for line in text.splitlines() if not line.startswith(f"{key} =")]
+        at = lines.index("[load_profile]  # IDIS load profile 1") + 1
+        lines.insert(at, f"{key} = {value}")
+        text = "\n".join(lines) + "\n"
+    return text
+
+
+def write_config(tmp_path: Path, meters: Sequence[Sequence[str]], *,
+                 profiles: dict[str, str] | None = None) -> Path:
+    """A gateway config with ``meters`` (each a list of TOML lines); ``profiles``: device
+    profiles (name -> TOML) in a profiles dir of its own."""
+    lines = ["[gateway]", 'data_dir = "data"', 'timezone = "UTC"']
+    if profiles is not None:
+        folder = tmp_path / "devices"
+        folder.mkdir(exist_ok=True)
+        for name, text in profiles.items():
+            (folder / f"{name}.toml").write_text(text)
+        lines.append('profiles_dir = "devices"')
+    for meter in meters:
+        lines += ["[[meters]]", *meter]
+    path = tmp_path / "gateway.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tcp_meter(server: DlmsServer, meter_id: str, *extra: str,
+              profile: str = "dlms_generic_electricity") -> list[str]:
+    return [f'meter_id = "{meter_id}"', 'protocol = "dlms_tcp"', f'profile = "{profile}"',
+            'host = "127.0.0.1"', f"port = {server.ports[meter_id]}", "poll_interval_s = 900",
+            "timeout_s = 1", *(["catch_up_days = 1"] if profile != "get_only" else []), *extra]
+
+
+Cursor = Callable[[str, Sequence[str]], datetime | None]
+
+
+def drivers(cfg: Path, clock: ManualClock, *, buses: BusPool | None = None,
+            cursor: Cursor | None = None) -> dict[str, DlmsDriver]:
+    assembly = assemble(load_config(cfg))
+    out: dict[str, DlmsDriver] = {}
+    for plan in assembly.meters:
+        driver = build_driver(plan, clock, buses or BusPool(), cursor=cursor)
+        assert isinstance(driver, DlmsDriver)
+        out[plan.meter.meter_id] = driver
+    return out
+
+
+def driver(cfg: Path, clock: ManualClock, cursor: Cursor | None = None) -> DlmsDriver:
+    [only] = drivers(cfg, clock, cursor=cursor).values()
+    return only
+
+
+class Held:
+    """The cursor the pipeline would give: the last profile row taken in per channel."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, datetime] = {}
+
+    def __call__(self, meter_id: str, channels: Sequence[str]) -> datetime | None:
+        got = [self.last.get(c) for c in channels]
+        return None if any(g is None for g in got) else min(g for g in got if g is not None)
+
+    def take(self, readings: list[Reading]) -> None:
+        for r in readings:
+            if r.kind is Kind.CUMULATIVE:
+                self.last[r.channel] = max(r.at, self.last.get(r.channel, r.at))
+
+
+def by_channel(readings: list[Reading]) -> dict[str, list[Reading]]:
+    out: dict[str, list[Reading]] = {}
+    for r in readings:
+        out.setdefault(r.channel, []).append(r)
+    return out
+
+
+def profile_rows(readings: list[Reading], channel: str = ENERGY[0]) -> list[Reading]:
+    return [r for r in readings if r.channel == channel]
+
+
+# -- 1. register values ---------------------------------------------------------------------
+
+
+async def test_registers_read_by_get_are_the_meters_exact_values(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    async with serve_dlms([DlmsMeterSpec("D1", start_energy_wh=12_345_678)], clock,
+                          medium="tcp") as server:
+        meter = server.meter("D1")
+        cfg = write_config(tmp_path, [tcp_meter(server, "D1", profile="get_only")],
+                           profiles={"get_only": GET_ONLY_PROFILE})
+        drv = driver(cfg, clock)
+        with capture_logs() as logs:
+            got = by_channel(await drv.read())
+            clock.set(NOW + PERIOD)
+            again = by_channel(await drv.read())
+        assert drv.plan.load_profile is None
+        for readings, at in ((got, NOW), (again, NOW + PERIOD)):
+            imp, exp, t1, t2 = meter.registers_wh(at)
+            expected: dict[str, tuple[Decimal, Unit]] = {
+                "1.0.1.8.0.255": (Decimal(imp), Unit.WH),
+                "1.0.2.8.0.255": (Decimal(exp), Unit.WH),
+                "1.0.1.8.1.255": (Decimal(t1), Unit.WH),
+                "1.0.1.8.2.255": (Decimal(t2), Unit.WH),
+                "import_kwh": (Decimal(imp) / 1000, Unit.KWH),
+                "1.0.1.7.0.255": (Decimal(meter.model.instant(at).power_w), Unit.W),
+                "1.0.1.6.0.255": (Decimal(meter.max_demand(at)[0]), Unit.W),
+            }
+            assert set(readings) == {*expected, SERIAL_NUMBER}
+            for channel, (value, unit) in expected.items():
+                [r] = readings[channel]
+                assert (r.value, r.unit, r.at) == (value, unit, at), channel
+                assert r.meter_at == at and r.flags == 0
+            assert imp > 12_345_678
+        # What the meter lacks is skipped, logged once over both polls; a missing
+        # cumulative register at error level, a missing instant one as a warning.
+        missing = [e for e in logs if e["event"] == "meter has no such object: point not read"]
+        assert {(e["channel"], e["log_level"]) for e in missing} == {
+            ("1.0.3.8.0.255", "error"), ("1.0.32.7.0.255", "warning")}
+        assert len(missing) == 2
+
+
+async def test_generic_profile_reads_profile_rows_and_instants_exactly(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    async with serve_dlms([DlmsMeterSpec("D2", serial="40001234")], clock,
+                          medium="tcp") as server:
+        meter = server.meter("D2")
+        drv = driver(write_config(tmp_path, [tcp_meter(server, "D2")]), clock)
+        with capture_logs() as logs:
+            got = by_channel(await drv.read())
+        # The generic profile lists 1.0.2.7.0 and 1.0.32.7.0: the meter has neither.
+        assert set(got) == {*ENERGY, "1.0.1.7.0.255", SERIAL_NUMBER}
+        [power] = got["1.0.1.7.0.255"]
+        assert (power.value, power.unit, power.at, power.kind) == (
+            Decimal(meter.model.instant(NOW).power_w), Unit.W, NOW, Kind.INSTANT)
+        [identity] = got[SERIAL_NUMBER]
+        assert identity.value == 40001234 and identity.kind is Kind.IDENTITY
+        # A day back (catch_up_days = 1), every row the meter's register at its capture.
+        for index, channel in enumerate(ENERGY):
+            rows = got[channel]
+            assert [r.at for r in rows] == [
+                datetime(2026, 6, 9, 12, 15, tzinfo=UTC) + PERIOD * i for i in range(96)]
+            assert all(r.value == meter.registers_wh(r.at)[index] and r.unit is Unit.WH
+                       for r in rows), channel
+        missing = {(e["channel"], e["log_level"]) for e in logs
+                   if e["event"] == "meter has no such object: point not read"}
+        assert missing == {("1.0.2.7.0.255", "warning"), ("1.0.32.7.0.255", "warning")}
+
+
+# -- 2. clock drift ---------------------------------------------------------------------------
+
+
+async def test_clock_drift_is_measured_and_flags_the_poll(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    async with serve_dlms([DlmsMeterSpec("D3")], clock, medium="tcp") as server:
+        meter = server.meter("D3")
+        held = Held()
+        drv = driver(write_config(tmp_path, [tcp_meter(server, "D3")]), clock, held)
+
+        async def poll(drift_s: float) -> list[Reading]:
+            meter.set_clock_drift(drift_s)
+            clock.set(clock.now() + PERIOD)
+            readings = await drv.read()
+            held.take(readings)
+            return readings
+
+        await poll(0)
+        assert drv.stats.clock_drift_s is not None and abs(drv.stats.clock_drift_s) < 1
+        drifting = await poll(90)
+        assert drv.stats.clock_drift_s == pytest.approx(90, abs=1)
+        values = [r for r in drifting if r.kind is not Kind.IDENTITY]
+        assert values and all(r.flags & Flag.CLOCK_UNTRUSTED for r in values)
+        assert profile_rows(drifting), "a row was due in that poll"
+        back = await poll(0)
+        assert drv.stats.clock_drift_s == pytest.approx(0, abs=1)
+        assert not any(r.flags & Flag.CLOCK_UNTRUSTED for r in back)
+        small = await poll(20)  # below clock_drift_warn_s (30)
+        assert drv.stats.clock_drift_s == pytest.approx(20, abs=1)
+        assert not any(r.flags & Flag.CLOCK_UNTRUSTED for r in small)
