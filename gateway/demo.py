@@ -10,6 +10,12 @@ one is a two-rate meter whose day register counts from 07:00 to 23:00 local time
 its night register the rest (the page stacks the two rates under their total).
 Two more hang on a simulated RS-485 bus (Modbus RTU at 19,200 baud on a pseudo-terminal,
 reached through the ``ttyRS485`` link in the data folder), read through one bus owner.
+Two are DLMS/COSEM meters read from their load profiles: one over TCP (the IEC 62056-47
+wrapper) with HLS-GMAC security, its keys in files of the data folder's ``keys/``
+(never in the config), one on its own RS-485 line (HDLC on the ``ttyDLMS`` link). The
+serial one goes silent at the same hours as DEMO-1002: when it answers again the
+gateway reads the missed quarter-hours from the meter's memory, so its day stays
+measured where DEMO-1002's shows estimates.
 The config the demo runs with is written to the data folder, so every other command can
 be tried on the demo's store.
 """
@@ -17,6 +23,7 @@ be tried on the demo's store.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,6 +38,7 @@ from edge.agent import Agent
 from edge.assembly import assemble
 from gateway import log
 from gateway.clock import ScaledClock
+from gateway.drivers.dlms.keys import SecretBytes, SuiteKeys
 from gateway.drivers.modbus.rtu import LineSettings
 from gateway.errors import ConfigError
 from gateway.profiles import load_profile, modbus_profiles
@@ -44,6 +52,8 @@ from gateway.sim import (
     serve_meters,
     serve_rtu_bus,
 )
+from gateway.sim.dlms_link import DlmsServer, serve_dlms
+from gateway.sim.dlms_objects import DlmsMeterSpec
 
 TIMEZONE = "America/Chicago"
 POLL_S = 300
@@ -186,6 +196,57 @@ def _rtu_specs(profiles_dir: Path) -> list[MeterSpec]:
     ]
 
 
+#: The DLMS meters' own RS-485 line (HDLC, 8N1).
+DLMS_BAUD = 38400
+#: DEMO-5001's security suite 0 keys, written to files under keys/ at each start.
+_KEY_FILES = ("DEMO-5001.ek", "DEMO-5001.ak")
+
+
+def _dlms_specs(keys: SuiteKeys) -> tuple[list[DlmsMeterSpec], list[DlmsMeterSpec]]:
+    """(the TCP meter, the RS-485 meter): each keeps a 15-minute load profile."""
+    tcp = DlmsMeterSpec("DEMO-5001", serial="50000501", seed=51, start_energy_wh=9_876_000,
+                        time_zone=TIMEZONE, security="hls_gmac", keys=keys,
+                        shape=LoadShape(base_w=300, peak_w=4800, tz=TIMEZONE),
+                        tariffs=TWO_RATE)
+    serial = DlmsMeterSpec("DEMO-5002", serial="50000502", seed=52,
+                           start_energy_wh=4_321_000, time_zone=TIMEZONE,
+                           shape=LoadShape(base_w=200, peak_w=3600, tz=TIMEZONE),
+                           tariffs=TWO_RATE)
+    return [tcp], [serial]
+
+
+def _dlms_config(tcp: DlmsServer, line: DlmsServer) -> list[str]:
+    common = [f"poll_interval_s = {POLL_S}",
+              "catch_up_days = 1  # the demo's history starts with the demo",
+              "# The demo's clock runs fast: a few ms of line time are minutes of it.",
+              "clock_drift_warn_s = 900"]
+    return [
+        "", "[[meters]]", 'meter_id = "DEMO-5001"', 'profile = "dlms_generic_electricity"',
+        'protocol = "dlms_tcp"', f'host = "{tcp.host}"', f"port = {tcp.ports['DEMO-5001']}",
+        'security = "hls_gmac"  # keys in files, never in this config',
+        f'encryption_key_file = "keys/{_KEY_FILES[0]}"',
+        f'authentication_key_file = "keys/{_KEY_FILES[1]}"', *common,
+        "", "[[meters]]", 'meter_id = "DEMO-5002"', 'profile = "dlms_generic_electricity"',
+        'protocol = "dlms_serial"',
+        f'port = "{line.path}"  # a link to the simulated line\'s pseudo-terminal',
+        f"baudrate = {DLMS_BAUD}", *common,
+    ]
+
+
+def _write_keys(data_dir: Path) -> SuiteKeys:
+    """Fresh random keys for DEMO-5001, readable by the owner only."""
+    folder = data_dir / "keys"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    values = []
+    for name in _KEY_FILES:
+        value = os.urandom(16)
+        path = folder / name
+        path.write_text(value.hex() + "\n")
+        path.chmod(0o600)
+        values.append(value)
+    return SuiteKeys(encryption=SecretBytes(values[0]), authentication=SecretBytes(values[1]))
+
+
 def _rtu_config(bus: RtuBus) -> list[str]:
     lines: list[str] = []
     for unit in (1, 2):
@@ -202,7 +263,8 @@ def _rtu_config(bus: RtuBus) -> list[str]:
     return lines
 
 
-def _config_text(meters: list[SimulatedMeter], port: int, bus: RtuBus) -> str:
+def _config_text(meters: list[SimulatedMeter], port: int, bus: RtuBus,
+                 dlms: tuple[DlmsServer, DlmsServer]) -> str:
     lines = [
         "# Written by `ami-gateway demo`: the config the demo runs with.",
         "[gateway]",
@@ -237,6 +299,7 @@ def _config_text(meters: list[SimulatedMeter], port: int, bus: RtuBus) -> str:
             lines += ["[meters.rules]  # judged on complete local days in the daily view",
                       f"daily_high_wh = {TWO_RATE_DAILY_HIGH_WH}"]
     lines += _rtu_config(bus)
+    lines += _dlms_config(*dlms)
     return "\n".join(lines) + "\n"
 
 
@@ -258,8 +321,11 @@ def _prepare(data_dir: Path) -> tuple[Path, Path]:
             fix="give an empty or new folder (the default is demo-data/)",
         )
     (data_dir / MARKER).write_text("made by ami-gateway demo: replaced at each start\n")
-    for name in ("store.db", "store.db-wal", "store.db-shm", "gateway.toml", "ttyRS485"):
+    for name in ("store.db", "store.db-wal", "store.db-shm", "gateway.toml", "ttyRS485",
+                 "ttyDLMS"):
         (data_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(data_dir / "keys", ignore_errors=True)
+    shutil.rmtree(data_dir / "dlms", ignore_errors=True)  # invocation counters
     devices = data_dir / "devices"
     shutil.rmtree(devices, ignore_errors=True)
     shutil.copytree(DEFAULT_PROFILES_DIR, devices)
@@ -278,9 +344,12 @@ async def _exchange(meters: list[SimulatedMeter], clock: ScaledClock, at: dateti
     meter.exchange(serial=SERIAL_AFTER, start_energy_wh=12, at=clock.now())
 
 
-async def _outages(meters: list[SimulatedMeter], clock: ScaledClock, start: date) -> None:
-    """Takes DEMO-1002 off the bus for three hours on every sixth local day."""
+async def _outages(meters: list[SimulatedMeter], clock: ScaledClock, start: date,
+                   dlms: DlmsServer) -> None:
+    """Takes DEMO-1002 and DEMO-5002 off their lines for three hours on every sixth
+    local day."""
     target = next(m for m in meters if m.meter_id == "DEMO-1002")
+    dlms_meter = dlms.meter("DEMO-5002")
     tz = ZoneInfo(TIMEZONE)
     while True:
         local = clock.now().astimezone(tz)
@@ -288,6 +357,7 @@ async def _outages(meters: list[SimulatedMeter], clock: ScaledClock, start: date
         silent = day_n % OUTAGE_EVERY_DAYS == OUTAGE_EVERY_DAYS - 1 and \
             OUTAGE_HOURS[0] <= local.hour < OUTAGE_HOURS[1]
         target.set_silent(silent)
+        dlms_meter.silent(silent)
         await asyncio.sleep(0.05)
 
 
@@ -325,17 +395,23 @@ async def run_demo(*, port: int, speed: float, data_dir: Path, days: int) -> Non
         first_day = datetime.now(tz).date() - timedelta(days=days)
         start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=tz)
         clock = ScaledClock(start.astimezone(UTC), speed)
+        keys = await asyncio.to_thread(_write_keys, data_dir)
+        dlms_tcp, dlms_line = _dlms_specs(keys)
         async with serve_meters(_specs(devices), clock) as meters, \
                 serve_rtu_bus(_rtu_specs(devices), clock, RTU_LINE,
-                              link=data_dir / "ttyRS485") as bus:
+                              link=data_dir / "ttyRS485") as bus, \
+                serve_dlms(dlms_tcp, clock, medium="tcp") as dlms_server, \
+                serve_dlms(dlms_line, clock, medium="pty", baud=DLMS_BAUD,
+                           link=data_dir / "ttyDLMS") as dlms_bus:
             config = data_dir / "gateway.toml"
-            await asyncio.to_thread(config.write_text, _config_text(meters, port, bus))
+            await asyncio.to_thread(config.write_text,
+                                    _config_text(meters, port, bus, (dlms_server, dlms_bus)))
             agent = Agent(assemble(load_config(config)), clock)
             url = f"http://127.0.0.1:{port}/"
             console = Console()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(agent.run(), name="agent")
-                tg.create_task(_outages(meters, clock, first_day), name="outages")
+                tg.create_task(_outages(meters, clock, first_day, dlms_bus), name="outages")
                 middle = first_day + timedelta(days=max(days // 2, 1))
                 swap_at = datetime(middle.year, middle.month, middle.day, 10, tzinfo=tz)
                 tg.create_task(_exchange(meters, clock, swap_at.astimezone(UTC)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,12 +208,27 @@ def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
         assert isinstance(meters, list)
         assert {m["meter_id"] for m in meters} == {"DEMO-1001", "DEMO-1002", "DEMO-1003",
                                                    "DEMO-2001", "DEMO-3001", "DEMO-4001",
-                                                   "DEMO-4002"}
+                                                   "DEMO-4002", "DEMO-5001", "DEMO-5002"}
         two_rate = next(m for m in meters if m["meter_id"] == "DEMO-3001")
         assert {c["channel"] for c in two_rate["channels"]} == {
             "1.0.1.8.0.255", "1.0.1.8.1.255", "1.0.1.8.2.255"}
+        # The DLMS meters (HLS-GMAC over TCP, HDLC on a serial line) answer too.
+        status: dict[str, object] = {}
+        for _ in range(150):
+            meters = wait_for(f"http://127.0.0.1:{port}/api/v1/meters", proc=proc)["meters"]
+            assert isinstance(meters, list)
+            status = {m["meter_id"]: m["status"] for m in meters}
+            if status["DEMO-5001"] == status["DEMO-5002"] == "ok":
+                break
+            time.sleep(0.2)
+        assert status["DEMO-5001"] == status["DEMO-5002"] == "ok", status
         checked = cli("check", "--config", tmp_path / "demo" / "gateway.toml")
         assert checked.returncode == 0, checked.stderr
+        demo = tmp_path / "demo"
+        keys = [(demo / "keys" / name).read_text().strip() for name in
+                ("DEMO-5001.ek", "DEMO-5001.ak")]
+        logged = (demo / "gateway.log").read_text() + (demo / "gateway.toml").read_text()
+        assert not any(key in logged or key.upper() in logged for key in keys)
     finally:
         err = stop(proc)
     assert proc.returncode == 130, err

@@ -51,7 +51,6 @@ from gateway.drivers.dlms.apdu import (
     decode_apdu,
 )
 from gateway.drivers.dlms.cosem import CURRENT_ASSOCIATION, AssociationLnMethod, CosemClass
-from gateway.drivers.dlms.counters import MemoryCounters
 from gateway.drivers.dlms.data import OctetString
 from gateway.drivers.dlms.initiate import (
     Ciphered,
@@ -194,7 +193,9 @@ class DlmsSession:
             assert spec.keys is not None
             if aarq.calling_ap_title is None:
                 return _refuse(AcseUserDiagnostic.CALLING_AP_TITLE_NOT_RECOGNIZED)
-            security = SecurityContext(spec.keys, spec.system_title, MemoryCounters())
+            # The meter's counters outlive an association: what it sends keeps rising
+            # and a client's frame from an earlier association is a replay.
+            security = SecurityContext(spec.keys, spec.system_title, self.meter.counters)
             security.peer_title = aarq.calling_ap_title
         initiate = self._initiate(aarq, security)
         if initiate is None:

@@ -36,6 +36,7 @@ from gateway.drivers.dlms.cosem import (
     Obis,
     ScalerUnit,
 )
+from gateway.drivers.dlms.counters import MemoryCounters
 from gateway.drivers.dlms.data import Data
 from gateway.drivers.dlms.dates import ClockStatus, CosemDateTime
 from gateway.drivers.dlms.hdlc_params import HdlcParameters
@@ -130,6 +131,8 @@ class DlmsMeter:
         self.zone = ZoneInfo(spec.time_zone)
         self.serial = spec.serial
         self.drift_s = spec.clock_drift_s
+        #: Invocation counters (HLS-GMAC): the meter's own and the last of each client.
+        self.counters = MemoryCounters()
         self.outages: list[tuple[datetime, datetime]] = list(spec.outages)
         start = spec.epoch or _floor_day(clock.now()) - timedelta(days=spec.profile_depth_days)
         self.installed_at = start.astimezone(UTC)
