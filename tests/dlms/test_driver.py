@@ -15,9 +15,11 @@ from structlog.testing import capture_logs
 
 from edge.assembly import assemble, build_driver
 from gateway.clock import ManualClock
+from gateway.drivers.dlms.counters import InvocationCounterStore
 from gateway.drivers.dlms.driver import DlmsDriver
 from gateway.drivers.dlms.keys import SecretBytes, SuiteKeys
 from gateway.drivers.modbus.bus import BusPool
+from gateway.errors import DeviceError, DeviceTimeout
 from gateway.model import SERIAL_NUMBER, Flag, Kind, Reading, Unit
 from gateway.settings import DEFAULT_PROFILES_DIR, load_config
 from gateway.sim.dlms_link import DlmsServer, serve_dlms
@@ -260,3 +262,93 @@ async def test_clock_drift_is_measured_and_flags_the_poll(tmp_path: Path) -> Non
         small = await poll(20)  # below clock_drift_warn_s (30)
         assert drv.stats.clock_drift_s == pytest.approx(20, abs=1)
         assert not any(r.flags & Flag.CLOCK_UNTRUSTED for r in small)
+
+
+# -- 4. HLS-GMAC and 5. LLS from the config's secrets --------------------------------------
+
+
+def hls_lines() -> list[str]:
+    return ['security = "hls_gmac"', 'encryption_key_env = "TEST_DLMS_EK"',
+            'authentication_key_env = "TEST_DLMS_AK"']
+
+
+def next_counter(path: Path) -> int:
+    """The first invocation counter a gateway started now would send."""
+    with InvocationCounterStore(path) as store:
+        return store.next_ic
+
+
+def process_exit(drv: DlmsDriver) -> None:
+    """What the end of the gateway process does to the counter file: its lock goes.
+    (The driver holds it for its whole life; no in-process call lets go of it.)"""
+    security = drv._client._association.settings.security
+    assert security is not None and isinstance(security.counters, InvocationCounterStore)
+    security.counters.close()
+
+
+async def test_hls_gmac_keys_from_env_and_the_counter_only_rises_across_restarts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_DLMS_EK", EK_HEX)
+    monkeypatch.setenv("TEST_DLMS_AK", AK_HEX.lower())
+    clock = ManualClock(NOW)
+    spec = DlmsMeterSpec("H1", security="hls_gmac", keys=KEYS, serial="77001122")
+    async with serve_dlms([spec], clock, medium="tcp") as server:
+        cfg = write_config(tmp_path, [tcp_meter(server, "H1", *hls_lines())])
+        counter = tmp_path / "data" / "dlms" / "H1.ic"
+        seen = [0]
+        for _ in range(2):  # two gateway runs, one after the other
+            drv = driver(cfg, clock)
+            for _ in range(2):
+                readings = await drv.read()
+                assert drv.stats.serial == "77001122"
+                assert any(r.channel == ENERGY[0] for r in readings)
+                clock.set(clock.now() + PERIOD)
+            await drv.close()
+            process_exit(drv)
+            assert counter.exists()
+            seen.append(next_counter(counter))
+            assert seen[-1] > seen[-2]
+        assert server.meter("H1").associations == 4
+
+
+async def test_hls_gmac_wrong_key_fails_without_showing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wrong = "0F0E0D0C0B0A09080706050403020100"
+    monkeypatch.setenv("TEST_DLMS_EK", wrong)
+    monkeypatch.setenv("TEST_DLMS_AK", AK_HEX)
+    clock = ManualClock(NOW)
+    spec = DlmsMeterSpec("H2", security="hls_gmac", keys=KEYS)
+    async with serve_dlms([spec], clock, medium="tcp") as server:
+        cfg = write_config(tmp_path, [tcp_meter(server, "H2", *hls_lines())])
+        drv = driver(cfg, clock)
+        with capture_logs() as logs, pytest.raises(DeviceError) as failed:
+            await drv.read()
+        await drv.close()
+    assert "authentication failure" in str(failed.value)
+    shown = str(failed.value) + repr(failed.value) + repr(logs)
+    for secret in (wrong, AK_HEX, EK_HEX):
+        assert secret.lower() not in shown.lower()
+
+
+def lls_meter(server: DlmsServer, meter_id: str) -> list[str]:
+    return tcp_meter(server, meter_id, 'security = "lls"', 'password_file = "meter.pw"')
+
+
+async def test_lls_password_from_a_file_and_a_wrong_one(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    spec = DlmsMeterSpec("L1", security="lls", password=b"s3cret-LLS")
+    async with serve_dlms([spec], clock, medium="tcp") as server:
+        cfg = write_config(tmp_path, [lls_meter(server, "L1")])
+        (tmp_path / "meter.pw").write_text("s3cret-LLS\n")
+        drv = driver(cfg, clock)
+        assert any(r.channel == ENERGY[0] for r in await drv.read())
+        await drv.close()
+
+        (tmp_path / "meter.pw").write_text("not-the-one\n")
+        drv = driver(cfg, clock)
+        with capture_logs() as logs, pytest.raises(DeviceError, match="authentication failure"
+                                                   ) as failed:
+            await drv.read()
+        assert "wrong password" in str(failed.value)
+        assert "not-the-one" not in str(failed.value) + repr(logs)
+        await drv.close()
