@@ -5,10 +5,13 @@ RS-485 line, HDLC over TCP, a catch-up spread over polls, a meter silent mid-pol
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -112,10 +115,11 @@ def write_config(tmp_path: Path, meters: Sequence[Sequence[str]], *,
 
 
 def tcp_meter(server: DlmsServer, meter_id: str, *extra: str,
-              profile: str = "dlms_generic_electricity") -> list[str]:
+              profile: str = "dlms_generic_electricity", timeout_s: float = 1) -> list[str]:
     return [f'meter_id = "{meter_id}"', 'protocol = "dlms_tcp"', f'profile = "{profile}"',
             'host = "127.0.0.1"', f"port = {server.ports[meter_id]}", "poll_interval_s = 900",
-            "timeout_s = 1", *(["catch_up_days = 1"] if profile != "get_only" else []), *extra]
+            f"timeout_s = {timeout_s}",
+            *(["catch_up_days = 1"] if profile != "get_only" else []), *extra]
 
 
 Cursor = Callable[[str, Sequence[str]], datetime | None]
@@ -352,3 +356,132 @@ async def test_lls_password_from_a_file_and_a_wrong_one(tmp_path: Path) -> None:
         assert "wrong password" in str(failed.value)
         assert "not-the-one" not in str(failed.value) + repr(logs)
         await drv.close()
+
+
+# -- 6. two meters on one RS-485 line, 7. HDLC over TCP ------------------------------------
+
+
+async def test_two_meters_on_one_line_take_turns(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    specs = [DlmsMeterSpec("S1", serial="11111111", server_physical=17),
+             DlmsMeterSpec("S2", serial="22222222", server_physical=18)]
+    async with serve_dlms(specs, clock, medium="pty", baud=115200) as server:
+        meters = [[f'meter_id = "{s.meter_id}"', 'protocol = "dlms_serial"',
+                   'profile = "dlms_generic_electricity"', f'port = "{server.path}"',
+                   "baudrate = 115200", f"server_physical = {s.server_physical}",
+                   "poll_interval_s = 900", "timeout_s = 1", "catch_up_days = 1"]
+                  for s in specs]
+        held = Held()  # two hours behind: 8 rows each
+        held.last = dict.fromkeys(ENERGY, NOW - timedelta(hours=2, minutes=7))
+        both = drivers(write_config(tmp_path, meters), clock, buses=BusPool(), cursor=held)
+        # Which meter each exchange on the line was for, in order.
+        line: list[str] = []
+        for meter_id, drv in both.items():
+            link = drv._client.link
+            exchange = link.exchange
+
+            async def logged(apdu: bytes, meter_id: str = meter_id,
+                             exchange: Any = exchange) -> bytes:
+                line.append(meter_id)
+                got: bytes = await exchange(apdu)
+                line.append(meter_id)
+                return got
+            link.exchange = logged  # type: ignore[method-assign]
+        got = await asyncio.gather(*(d.read() for d in both.values()))
+        for drv in both.values():
+            await drv.close()
+    for readings, spec in zip(got, specs, strict=True):
+        meter = server.meter(spec.meter_id)
+        [identity] = [r for r in readings if r.kind is Kind.IDENTITY]
+        assert identity.value == int(spec.serial)
+        rows = profile_rows(readings)
+        assert [r.at for r in rows] == [NOW - timedelta(minutes=7) - PERIOD * i
+                                        for i in range(7, -1, -1)]
+        assert all(r.value == meter.registers_wh(r.at)[0] for r in rows)
+    # A whole poll each: the line's exchanges are one meter's, then the other's.
+    switches = sum(a != b for a, b in itertools.pairwise(line))
+    assert switches == 1 and set(line) == {"S1", "S2"}, line
+
+
+async def test_hdlc_framing_over_tcp(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    async with serve_dlms([DlmsMeterSpec("T1", serial="31415926")], clock, medium="tcp",
+                          framing="hdlc") as server:
+        drv = driver(write_config(tmp_path, [tcp_meter(server, "T1", 'framing = "hdlc"')]),
+                     clock)
+        readings = await drv.read()
+        await drv.close()
+        meter = server.meter("T1")
+    assert drv.stats.serial == "31415926"
+    rows = profile_rows(readings)
+    assert len(rows) == 96 and all(r.value == meter.registers_wh(r.at)[0] for r in rows)
+    assert server.stats.frames_received > 0  # HDLC frames, not wrapper APDUs
+    assert drv.stats.link.bytes_sent > 0
+
+
+# -- 8. a catch-up spread over polls, 9. a meter silent mid-poll ---------------------------
+
+
+async def test_catch_up_reads_at_most_max_entries_per_poll(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    async with serve_dlms([DlmsMeterSpec("C1")], clock, medium="tcp") as server:
+        meter = server.meter("C1")
+        cfg = write_config(tmp_path, [tcp_meter(server, "C1", profile="small_steps")],
+                           profiles={"small_steps": generic_with(max_entries_per_poll=10)})
+        held = Held()
+        drv = driver(cfg, clock, held)
+        assert drv.plan.load_profile is not None
+        assert drv.plan.load_profile.max_entries_per_poll == 10
+        taken: list[Reading] = []
+        polls = 0
+        while True:
+            polls += 1
+            readings = await drv.read()
+            rows = profile_rows(readings)
+            assert len(rows) <= 10
+            taken += rows
+            held.take(readings)
+            if not drv.stats.catching_up:
+                break
+            assert len(rows) == 10
+            assert polls < 20
+        await drv.close()
+    assert polls == 10  # 96 rows, 10 a poll
+    starts = [r.at for r in taken]
+    assert starts == [datetime(2026, 6, 9, 12, 15, tzinfo=UTC) + PERIOD * i for i in range(96)]
+    assert all(r.value == meter.registers_wh(r.at)[0] for r in taken)
+
+
+async def test_a_meter_silent_mid_poll_times_out_and_the_next_poll_loses_nothing(
+        tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    async with serve_dlms([DlmsMeterSpec("Q1")], clock, medium="tcp") as server:
+        meter = server.meter("Q1")
+        held = Held()
+        drv = driver(write_config(tmp_path, [tcp_meter(server, "Q1", timeout_s=0.2)]),
+                     clock, held)
+        held.take(await drv.read())  # caught up to 12:00
+        client = drv._client
+        get = client.get
+
+        async def silenced_at_power(attribute: Any, access: Any = None) -> Any:
+            # The meter stops answering after the profile was read, at the first register.
+            if str(attribute.obis) == "1.0.1.7.0.255":
+                meter.silent(True)
+            return await get(attribute, access)
+        client.get = silenced_at_power  # type: ignore[method-assign]
+
+        clock.set(NOW + 2 * PERIOD)  # rows 12:15 and 12:30 are due
+        with pytest.raises(DeviceTimeout):
+            await drv.read()
+        assert not client.associated
+        client.get = get  # type: ignore[method-assign]
+        meter.silent(False)
+        clock.set(NOW + 3 * PERIOD)
+        readings = await drv.read()
+        await drv.close()
+    rows = profile_rows(readings)
+    # The rows of the failed poll are read again, once, with the one due since.
+    assert [r.at for r in rows] == [datetime(2026, 6, 10, 12, 15, tzinfo=UTC) + PERIOD * i
+                                    for i in range(3)]
+    assert all(r.value == meter.registers_wh(r.at)[0] for r in rows)

@@ -184,8 +184,9 @@ class DlmsDriver:
         identity = await self._read_identity()
         rows: list[Reading] = []
         since: datetime | None = None
+        returned = self._returned
         if plan.load_profile is not None:
-            rows, since = await self._read_profile(meter_now, flags, identity)
+            rows, since, returned = await self._read_profile(meter_now, flags, identity)
         at = self._clock.now()
         out: list[Reading] = []
         if identity is not None:
@@ -208,6 +209,9 @@ class DlmsDriver:
             out.append(Reading(meter_id=self.meter_id, channel=point.channel, at=at,
                                value=value, unit=point.unit, kind=point.kind, flags=flags,
                                meter_at=meter_now))
+        # Only now are the rows handed out: a poll that fails after the profile read
+        # (a timeout at a register) reads them again next time.
+        self._returned = returned
         return out
 
     def _absent(self, point: RegisterPoint, exc: DeviceError) -> None:
@@ -278,9 +282,11 @@ class DlmsDriver:
     # -- the load profile ----------------------------------------------------------------
 
     async def _read_profile(self, meter_now: datetime | None, flags: int,
-                            identity: Decimal | None) -> tuple[list[Reading], datetime]:
-        """The rows of this poll, and the time the read began at (every row the meter
-        has from then on is its own)."""
+                            identity: Decimal | None
+                            ) -> tuple[list[Reading], datetime, datetime | None]:
+        """The rows of this poll, the time the read began at (every row the meter has
+        from then on is its own), and where the next poll goes on from once these rows
+        are handed out."""
         spec = self.plan.load_profile
         assert spec is not None
         shape = await self._profile_shape(spec, str(identity))
@@ -290,7 +296,7 @@ class DlmsDriver:
         start = cursor + _SECOND if cursor is not None else now - spec.catch_up
         end = min(start + period * spec.max_entries_per_poll - _SECOND, now)
         if end < start:
-            return [], start
+            return [], start, self._returned
         zone = self.plan.zone
         access = RangeDescriptor(
             shape.layout.clock_object,
@@ -308,12 +314,10 @@ class DlmsDriver:
         self.stats.profile_rows += len({r.at for r in rows})
         self.stats.catching_up = end < now - period
         if rows:
-            self._returned = rows[-1].at
-        else:
-            # Nothing in the range: rows older than a period before the meter's now
-            # will never come (the meter was off); the last period may still be due.
-            self._returned = _latest(self._returned, min(end, now - period))
-        return rows, start
+            return rows, start, rows[-1].at
+        # Nothing in the range: rows older than a period before the meter's now will
+        # never come (the meter was off); the last period may still be due.
+        return rows, start, _latest(self._returned, min(end, now - period))
 
     async def _profile_shape(self, spec: LoadProfilePlan, identity: str) -> _ProfileShape:
         """Capture objects, capture period and the columns' scalers: read once per meter
