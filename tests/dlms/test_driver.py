@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from edge.assembly import assemble, build_driver
-from gateway.clock import ManualClock
+from gateway.clock import ManualClock, ScaledClock
 from gateway.drivers.dlms.counters import InvocationCounterStore
 from gateway.drivers.dlms.driver import DlmsDriver
 from gateway.drivers.dlms.keys import SecretBytes, SuiteKeys
@@ -266,6 +266,21 @@ async def test_clock_drift_is_measured_and_flags_the_poll(tmp_path: Path) -> Non
         small = await poll(20)  # below clock_drift_warn_s (30)
         assert drv.stats.clock_drift_s == pytest.approx(20, abs=1)
         assert not any(r.flags & Flag.CLOCK_UNTRUSTED for r in small)
+
+
+async def test_a_clock_reply_that_needed_a_re_poll_is_read_again(tmp_path: Path) -> None:
+    """HDLC sends a lost reply again as it was: the meter's time in it is as old as the
+    request, so the drift would be off by the re-poll wait. It is read once more."""
+    clock = ScaledClock(NOW, speed=3600)  # the 0.2 s re-poll wait is 12 minutes
+    async with serve_dlms([DlmsMeterSpec("D4")], clock, medium="tcp",
+                          framing="hdlc") as server:
+        drv = driver(write_config(tmp_path, [tcp_meter(
+            server, "D4", 'framing = "hdlc"', timeout_s=0.2)]), clock)
+        await drv.connect()  # associated: the next frame the meter sends answers the clock
+        server.meter("D4").drop_next_frames(1)
+        await drv.read()
+        assert drv.stats.link.repolls == 1
+        assert drv.stats.clock_drift_s is not None and abs(drv.stats.clock_drift_s) < 60
 
 
 # -- 4. HLS-GMAC and 5. LLS from the config's secrets --------------------------------------

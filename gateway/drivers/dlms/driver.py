@@ -228,11 +228,18 @@ class DlmsDriver:
         obis = self.plan.clock
         if obis is None:
             return None, 0
-        asked = self._clock.now()
-        data = await self._client.get(AttributeDescriptor(CosemClass.CLOCK, obis, 2))
-        # The meter read its clock somewhere between our request and its answer: the
-        # midpoint halves the error (at 300 baud an answer takes half a second).
-        gateway_now = asked + (self._clock.now() - asked) / 2
+        link = self._client.link.stats
+        for _ in range(2):
+            repolls = link.repolls
+            asked = self._clock.now()
+            data = await self._client.get(AttributeDescriptor(CosemClass.CLOCK, obis, 2))
+            # The meter read its clock somewhere between our request and its answer:
+            # the midpoint halves the error (at 300 baud an answer takes half a
+            # second). An answer that needed a re-poll may have been read at any time
+            # in between: read it once more.
+            gateway_now = asked + (self._clock.now() - asked) / 2
+            if link.repolls == repolls:
+                break
         when = CosemDateTime.from_data(data)
         meter_now = when.to_datetime(sign=self.plan.sign, zone=self.plan.zone)
         drift = (meter_now - gateway_now).total_seconds()
