@@ -259,6 +259,10 @@ class Line:
         self.server_events: list[object] = []
         self.frames: list[tuple[str, HdlcFrame]] = []
         self.echo = True
+        #: Times the client's answer did not come and the shell polled again (once at the
+        #: end of every exchange too: ``done`` waits for the server's last frames to be
+        #: acknowledged, which a real client leaves to its next request).
+        self.timeouts = 0
 
     def _carry(self, direction: str, data: bytes) -> bytes:
         out = b""
@@ -278,6 +282,7 @@ class Line:
                 if self.done():
                     return
                 up = self.client.poll_again()  # the shell's timeout
+                self.timeouts += 1
                 if not up:
                     return
             self.server.receive_data(self._carry("up", up))
@@ -386,25 +391,66 @@ def test_lost_frames_are_recovered_once(window: int, victim: str) -> None:
     assert line.exchange(b"\xc0\x01") == b"\x01\xc0\xc0\x01"
 
 
-@pytest.mark.parametrize("window", [1, 3])
-def test_duplicate_i_frame_is_reacknowledged_not_delivered(window: int) -> None:
+@pytest.mark.parametrize("window", [1, 3, 7])
+def test_a_late_answer_and_the_re_polled_one_are_taken_once_without_a_second_poll(
+        window: int) -> None:
+    """The server's answer comes after the client's timeout, together with its answer to
+    the re-poll: the second copy is reported as duplicates, never delivered, and not
+    answered (a second poll in flight would bring every later window twice)."""
     line = Line(HdlcParameters(32, 32, window, window))
     line.connect(HdlcParameters(32, 32, window, window))
     carry = line._carry
-    repeated: list[bytes] = []
+    held: list[bytes] = []
 
-    def twice(direction: str, data: bytes) -> bytes:
+    def late(direction: str, data: bytes) -> bytes:
         out = carry(direction, data)
-        if direction == "down" and not repeated and b"\xe6\xe7" in out:
-            repeated.append(out)
-            return out + out  # the server sends its window again, as after a lost RR
+        if direction == "down" and not held and b"\xe6\xe7" in out:
+            held.append(out)  # the answer's first window, LLC header and all,
+            return b""  # still on its way when the client's timeout fires
+        if direction == "down" and out and len(held) == 1:
+            held.append(out)
+            return held[0] + out
         return out
 
-    line._carry = twice  # type: ignore[method-assign]
+    line._carry = late  # type: ignore[method-assign]
     assert line.exchange(b"\x01" * 200) == b"\x01" * 400
-    assert repeated and line.client.duplicates == window
+    assert line.timeouts == clean_timeouts(window, b"\x01" * 200) + 1
+    assert line.client.duplicates == window
     drops = [e for e in line.client_events if isinstance(e, FrameDiscarded)]
     assert {e.reason for e in drops} == {DiscardReason.DUPLICATE}
+    segments = -(-403 // 32)  # the 400-byte answer and its LLC header, 32 bytes a frame
+    sent = sum(1 for d, f in line.frames if d == "down" and f.kind is FrameKind.I)
+    assert sent == segments + window  # one window twice, nothing more
+
+
+@pytest.mark.parametrize("window", [3, 7])
+def test_a_frame_lost_inside_a_window_is_asked_for_again_without_a_timeout(
+        window: int) -> None:
+    """With window 7 the frames after a lost one look like repeats (N(S) counts modulo
+    8); the window's final frame still answers our only poll, so the client asks for
+    the lost frame at once."""
+    lost: list[HdlcFrame] = []
+
+    def keep(direction: str, frame: HdlcFrame) -> bool:
+        hit = not lost and direction == "down" and frame.kind is FrameKind.I \
+            and frame.control.ns == 0 and not frame.control.pf
+        if hit:
+            lost.append(frame)
+        return not hit
+
+    line = Line(HdlcParameters(32, 32, window, window), keep)
+    line.connect(HdlcParameters(32, 32, window, window))
+    apdu = bytes(range(256)) * 2
+    assert line.exchange(apdu) == apdu[::-1] + apdu
+    assert lost and line.timeouts == clean_timeouts(window, apdu)
+
+
+def clean_timeouts(window: int, apdu: bytes) -> int:
+    """The harness's timeouts for the same exchange on a clean line."""
+    line = Line(HdlcParameters(32, 32, window, window))
+    line.connect(HdlcParameters(32, 32, window, window))
+    line.exchange(apdu)
+    return line.timeouts
 
 
 def test_out_of_sequence_i_frame_is_an_error_event() -> None:

@@ -90,6 +90,10 @@ class HdlcClient(LinkStation):
         super().__init__(client, server)
         self.polls = 0
         self._awaiting_final = False
+        #: Polls given and not yet answered with a final frame. After a timeout's
+        #: re-poll it may count one more than the server will answer (the first poll
+        #: was lost): it errs towards caution, never towards a second poll in flight.
+        self._outstanding = 0
         self._proposal = HdlcParameters()
 
     def connect(self, proposal: HdlcParameters | None = None) -> None:
@@ -128,6 +132,7 @@ class HdlcClient(LinkStation):
         else:
             return b""
         self._awaiting_final = True
+        self._outstanding += 1
         return frame.encode()
 
     def _may_send(self) -> bool:
@@ -135,11 +140,20 @@ class HdlcClient(LinkStation):
 
     def _gave_poll(self) -> None:
         self._awaiting_final = True
+        self._outstanding += 1
+
+    def _answer_is_owed(self) -> bool:
+        # This final frame answered our only poll: unless we poll, nobody speaks. A
+        # frame lost inside a window makes the rest of it look like repeats (N(S)
+        # counts modulo 8, the window is 7), so without this the loss would cost a
+        # timeout before the re-poll.
+        return self._outstanding == 0
 
     def _on_frame(self, frame: HdlcFrame) -> None:
         self.polls = 0
         if frame.control.pf:
             self._awaiting_final = False
+            self._outstanding = max(0, self._outstanding - 1)
         kind, state = frame.kind, self.state
         if kind in (FrameKind.DM, FrameKind.FRMR) and state in (LinkState.CONNECTING,
                                                                   LinkState.CONNECTED):

@@ -217,14 +217,15 @@ class LinkStation:
         if control.ns != self._vr:
             behind = (self._vr - control.ns) % 8
             if 1 <= behind <= self.params.window_rx:
-                # Already accepted: re-acknowledged only if the peer was not yet told
-                # our N(R). If it was, that RR is on its way; a second one would be a
-                # second poll, each answered with a window, and every later window
-                # would come twice.
+                # Already accepted (or the rest of a window whose first frame was
+                # lost): re-acknowledged if the peer was not yet told our N(R), or if
+                # no other poll of ours is in flight. Otherwise that answer is on its
+                # way; a second poll would be answered with a second window, and every
+                # later window would come twice.
                 self.duplicates += 1
                 self._discard(DiscardReason.DUPLICATE, frame,
                               f"N(S)={control.ns} was already accepted")
-                if control.pf and self._told_vr != self._vr:
+                if control.pf and (self._told_vr != self._vr or self._answer_is_owed()):
                     self._answer_poll()
                 return None
             self.out_of_sequence += 1
@@ -248,6 +249,11 @@ class LinkStation:
 
     def _answer_poll(self) -> None:
         self._rr()
+
+    def _answer_is_owed(self) -> bool:
+        """A repeated frame with the poll/final bit must be answered though the peer
+        was told our N(R) (the client's view; see HdlcClient)."""
+        return False
 
     def _discard(self, reason: DiscardReason, frame: HdlcFrame, detail: str) -> None:
         self._events.append(FrameDiscarded(reason, frame.encode(), detail))
