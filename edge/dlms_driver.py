@@ -21,7 +21,7 @@ from gateway.drivers.dlms.acse import Mechanism
 from gateway.drivers.dlms.association import AssociationSettings
 from gateway.drivers.dlms.client import DlmsClient
 from gateway.drivers.dlms.cosem import Obis
-from gateway.drivers.dlms.counters import InvocationCounterStore
+from gateway.drivers.dlms.counters import ReleasableCounters
 from gateway.drivers.dlms.driver import DlmsDriver, DlmsReadPlan, LoadProfilePlan, RegisterPoint
 from gateway.drivers.dlms.hdlc import HdlcAddress, HdlcParameters
 from gateway.drivers.dlms.profile import WantedChannel
@@ -103,14 +103,13 @@ def _link(meter: DlmsMeterConfig) -> ApduLink:
 
 
 def association_settings(meter: DlmsMeterConfig, secrets: DlmsSecrets | None,
-                         counter_file: Callable[[], InvocationCounterStore]
-                         ) -> AssociationSettings:
+                         counters: ReleasableCounters) -> AssociationSettings:
     if meter.security == "lls":
         assert secrets is not None and secrets.password is not None
         return AssociationSettings(mechanism=Mechanism.LLS, password=secrets.password)
     if meter.security == "hls_gmac":
         assert secrets is not None and secrets.keys is not None
-        context = SecurityContext(secrets.keys, secrets.system_title, counter_file())
+        context = SecurityContext(secrets.keys, secrets.system_title, counters)
         return AssociationSettings(mechanism=Mechanism.HLS_GMAC, security=context)
     return AssociationSettings()
 
@@ -122,11 +121,10 @@ def build_dlms_driver(meter: DlmsMeterConfig, profile: DlmsProfile, *, stored: S
                       ) -> DlmsDriver:
     plan = read_plan(meter, profile, stored, timezone, catch_up_days)
 
-    def counters() -> InvocationCounterStore:
-        folder = (data_dir or Path(".")) / "dlms"
-        folder.mkdir(parents=True, exist_ok=True)
-        return InvocationCounterStore(folder / f"{meter.meter_id}.ic")
-
+    # Opened at the first ciphered frame, let go when the driver closes.
+    counters = ReleasableCounters((data_dir or Path(".")) / "dlms" / f"{meter.meter_id}.ic")
+    if meter.security == "hls_gmac":
+        counters.path.parent.mkdir(parents=True, exist_ok=True)
     client = DlmsClient(_link(meter), association_settings(meter, secrets, counters))
     channels = [w.channel for w in plan.load_profile.channels] if plan.load_profile else []
     lock = None
@@ -136,4 +134,5 @@ def build_dlms_driver(meter: DlmsMeterConfig, profile: DlmsProfile, *, stored: S
     if cursor is not None and channels:
         def read_cursor() -> datetime | None:
             return cursor(meter.meter_id, channels)
-    return DlmsDriver(meter.meter_id, client, plan, clock, cursor=read_cursor, lock=lock)
+    return DlmsDriver(meter.meter_id, client, plan, clock, cursor=read_cursor, lock=lock,
+                      release=counters.release)

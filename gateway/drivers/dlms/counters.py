@@ -33,7 +33,7 @@ from typing import Final, Protocol
 from gateway.errors import ConfigError, DriverError
 
 __all__ = ["IC_MAX", "CounterExhausted", "CounterFileError", "InvocationCounterStore",
-           "InvocationCounters", "MemoryCounters"]
+           "InvocationCounters", "MemoryCounters", "ReleasableCounters"]
 
 IC_MAX: Final = 0xFFFF_FFFF      # the invocation counter is 32 bits
 _FORMAT: Final = 1
@@ -241,3 +241,35 @@ def _lock(path: Path) -> int:
                 fix="stop the other gateway process, or give each its own keys and "
                     "counter file") from exc
     return fd
+
+
+class ReleasableCounters:
+    """An :class:`InvocationCounterStore` opened on first use and let go by
+    :meth:`release`: a driver that stops frees the file and its lock (a driver built
+    again in the same process, a second gateway after this one), and the next use
+    opens it again and goes on above the mark on disk. A release costs at most the
+    unused rest of a reserved block."""
+
+    def __init__(self, path: Path | str, **options: int) -> None:
+        self.path = Path(path)
+        self._options = options
+        self._store: InvocationCounterStore | None = None
+
+    def _open(self) -> InvocationCounterStore:
+        if self._store is None:
+            self._store = InvocationCounterStore(self.path, **self._options)
+        return self._store
+
+    def next_outgoing(self) -> int:
+        return self._open().next_outgoing()
+
+    def last_received(self, system_title: bytes, key_set: int) -> int | None:
+        return self._open().last_received(system_title, key_set)
+
+    def record_received(self, system_title: bytes, key_set: int, ic: int) -> None:
+        self._open().record_received(system_title, key_set, ic)
+
+    def release(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()

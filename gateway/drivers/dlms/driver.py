@@ -134,11 +134,12 @@ class _ProfileShape:
 class DlmsDriver:
     """Polls one DLMS meter through ``client``; ``cursor`` gives the time of the last
     profile row the gateway holds (None: nothing yet). ``lock`` is held for a whole
-    poll when meters share a line."""
+    poll when meters share a line; ``release`` is called by :meth:`close`."""
 
     def __init__(self, meter_id: str, client: DlmsClient, plan: DlmsReadPlan, clock: Clock,
                  *, cursor: Callable[[], datetime | None] | None = None,
-                 lock: asyncio.Lock | None = None) -> None:
+                 lock: asyncio.Lock | None = None,
+                 release: Callable[[], None] | None = None) -> None:
         self.meter_id = meter_id
         self.device = client.device
         self.plan = plan
@@ -146,6 +147,7 @@ class DlmsDriver:
         self._clock = clock
         self._cursor = cursor or (lambda: None)
         self._lock = lock
+        self._release = release
         #: The last profile row handed out in this process: ahead of the committed cursor
         #: while the store refuses writes (the poller holds those readings).
         self._returned: datetime | None = None
@@ -171,7 +173,13 @@ class DlmsDriver:
                 await self._client.close()
 
     async def close(self) -> None:
-        await self._client.close()
+        """Release the association and the link, and what the driver holds between
+        polls (the invocation counter file); the next poll takes them again."""
+        try:
+            await self._client.close()
+        finally:
+            if self._release is not None:
+                self._release()
 
     def _held(self) -> contextlib.AbstractAsyncContextManager[object]:
         return self._lock if self._lock is not None else contextlib.nullcontext()
