@@ -40,9 +40,11 @@ from gateway.store import (
     SeriesEventRecord,
     SeriesInfo,
     WriteResult,
+    outbox,
 )
 
-SCHEMA_VERSION = 1
+#: 2: the outbox and its sinks (a gateway of schema 1 would write without queueing).
+SCHEMA_VERSION = 2
 #: Page cache per connection, in KiB (SQLite takes a negative number as KiB).
 CACHE_KIB = -65536
 
@@ -235,6 +237,9 @@ class SqliteStore:
         # Set on a view made by guarded(): the write's compare-and-swap and extra events.
         self._expect: list[tuple[int, bytes | None]] = []
         self._also: tuple[SeriesEventRecord, ...] = ()
+        #: Queue what is written for the sinks (see gateway.store.outbox): while any sink
+        #: is declared in the file.
+        self._queue = False
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -284,15 +289,17 @@ class SqliteStore:
             self._by_key[(info.meter_id, info.channel)] = _Series(sid, info)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.executescript(_SCHEMA)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+        row = conn.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone()
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() \
+            if row is not None else None
+        if version is not None and int(version[0]) > SCHEMA_VERSION:
             raise SinkError(
-                f"store {self.path} has schema {row[0]}, newer than this gateway's "
+                f"store {self.path} has schema {version[0]}, newer than this gateway's "
                 f"{SCHEMA_VERSION}: upgrade the gateway", retryable=False,
             )
+        conn.executescript(_SCHEMA + outbox.OUTBOX_SCHEMA)  # new tables only: additive
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        self._queue = bool(outbox.sink_names(conn))
 
     async def close(self) -> None:
         for conn, pool in ((self._wconn, self._writer), (self._rconn, self._reader)):
@@ -444,14 +451,38 @@ class SqliteStore:
             raise DataError("an edit needs the operator's name and a reason",
                             source=f"{meter_id}/{channel}")
         day = _touched_days(s, [(s.id, start_s, 0, 0, 0, None)])
+        queue = self._queue
         row = await self._write(
             lambda c: _edit(c, s.id, start_s, value, operator.strip(), reason.strip(),
-                            _ms(at), day)
+                            _ms(at), day, queue)
         )
         v, q, f, r = row
         return IntervalReading(meter_id=meter_id, channel=channel, start=start.astimezone(UTC),
                                length_s=s.length, value=v, unit=s.info.unit, quality=Quality(q),
                                flags=f, raw=r)
+
+    # -- the outbox (gateway.store.outbox) --------------------------------------------
+
+    async def use_sinks(self, names: Sequence[str]) -> dict[str, int]:
+        """Declare the sinks the config names; from now on every write is queued for
+        them. Returns the entries each dropped sink had not taken."""
+        dropped = await self._write(lambda c: outbox.sync_sinks(c, list(names)))
+        self._queue = bool(names)
+        return dropped
+
+    async def outbox_batch(self, sink: str, limit: int) -> list[outbox.OutboxEntry]:
+        return await self._read(lambda c: outbox.next_batch(c, sink, limit))
+
+    async def outbox_ack(self, sink: str, upto: int, delivered: int,
+                         rejected: Sequence[QuarantineItem], elapsed_s: float) -> None:
+        held = [(_ms(q.at), q.source, q.meter_id, q.channel, q.payload, q.reason)
+                for q in rejected]
+        now_ms = _ms(datetime.now(UTC))
+        await self._write(lambda c: outbox.acknowledge(c, sink, upto, delivered, held, now_ms,
+                                                       elapsed_s))
+
+    async def outbox_status(self) -> list[outbox.SinkStatus]:
+        return await self._read(outbox.status)
 
     async def events(self, meter_id: str) -> list[SeriesEventRecord]:
         def q(conn: sqlite3.Connection) -> list[SeriesEventRecord]:
@@ -528,7 +559,9 @@ class SqliteStore:
         ]
         notes = [(_ms(e.at), e.kind, e.meter_id, e.channel, e.payload, e.reason) for e in events]
         expect = self._expect
-        return await self._write(lambda c: _write(c, grouped, states, held, notes, expect))
+        queue_ms = _ms(datetime.now(UTC)) if self._queue else None
+        return await self._write(
+            lambda c: _write(c, grouped, states, held, notes, expect, queue_ms))
 
     async def intervals(
         self, meter_id: str, channel: str, start: datetime, end: datetime
@@ -637,10 +670,12 @@ def _write(
     held: list[tuple[int, str, str, str, str, str]],
     notes: list[tuple[int, str, str, str, str, str]],
     expect: Sequence[tuple[int, bytes | None]] = (),
+    queue_ms: int | None = None,
 ) -> WriteResult:
     """One transaction: insert new intervals, replace changed ones (keeping the old
     version in interval_history), recompute the rollup of every touched day, save the
-    cursors and the quarantined items.
+    cursors and the quarantined items; with ``queue_ms``, queue every written interval
+    for the sinks (replays too: a redelivery is harmless, a missed one is not).
 
     Each part is a handful of large statements, whatever the batch size: a statement
     is where the GIL is released, and every release costs a wait to take it back
@@ -657,8 +692,11 @@ def _write(
                                 "nothing was changed", retryable=True)
         before = conn.total_changes
         if rows:
-            conn.execute(_INSERT_JSON, (_json(rows).decode(),))
+            rows_json = _json(rows).decode()
+            conn.execute(_INSERT_JSON, (rows_json,))
         inserted = conn.total_changes - before
+        if rows and queue_ms is not None:
+            conn.execute(outbox.QUEUE_JSON, (queue_ms, rows_json))
         if inserted < len(rows):  # replays or corrections among them: the slow path
             distinct = 0
             for series, series_rows in grouped.items():
@@ -685,7 +723,7 @@ def _write(
 
 def _edit(conn: sqlite3.Connection, sid: int, start: int, value: int, operator: str,
           reason: str, at_ms: int, days: list[tuple[int, int, int, int, int]],
-          ) -> tuple[int, int, int, int | None]:
+          queue: bool = False) -> tuple[int, int, int, int | None]:
     """One transaction: the edit, the replaced version into the history, the audit row
     and the day's rollup."""
     conn.execute("BEGIN IMMEDIATE")
@@ -712,6 +750,8 @@ def _edit(conn: sqlite3.Connection, sid: int, start: int, value: int, operator: 
             (sid, start, None if old is None else old[0], value, operator, reason, at_ms),
         )
         conn.execute(_ROLLUP_JSON, (_json(days).decode(),))
+        if queue:
+            outbox.queue_one(conn, sid, start, _ms(datetime.now(UTC)))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
