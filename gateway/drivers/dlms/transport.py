@@ -48,6 +48,9 @@ __all__ = ["ApduLink", "HdlcLink", "LinkStats", "OpticalSignOn", "WrapperLink"]
 #: 1.5 s, IEC 62056-21) plus the identification's own line time at 300 baud (up to ~2.4 s
 #: for the longest one), with margin.
 _SIGN_ON_TIMEOUT_S = 5.0
+#: Flags, format, addresses (up to 4 + 1 bytes), control, HCS, LLC header and FCS of an
+#: HDLC frame around its information field, with margin for idle flags.
+_FRAME_OVERHEAD = 32
 
 
 @dataclass
@@ -229,17 +232,27 @@ class HdlcLink:
         hdlc = self._hdlc
         await self._io.write(hdlc.data_to_send())
         deadline = loop.time() + self._timeout_s
+        # Bytes keep the wait going only while they may still make a frame: at most a
+        # largest frame's worth since the last whole one. Noise on the line (a babbling
+        # meter, a wrong baud rate) is silence, answered by re-polls and then a timeout.
+        frames, budget = hdlc.parser.frames, self._frame_budget()
         while True:
             event = hdlc.next_event()
+            if hdlc.parser.frames != frames:
+                frames, budget = hdlc.parser.frames, self._frame_budget()
+                deadline = loop.time() + self._timeout_s
             out = hdlc.data_to_send()  # an RR asking for the next segments, say
             if out:
                 await self._io.write(out)
                 deadline = loop.time() + self._timeout_s
+                budget = self._frame_budget()
             if isinstance(event, NeedData):
                 data = await self._io.receive(deadline)
                 if data:
                     hdlc.receive_data(data)
-                    deadline = loop.time() + self._timeout_s
+                    budget -= len(data)
+                    if budget >= 0:
+                        deadline = loop.time() + self._timeout_s
                     continue
                 if hdlc.polls >= limit:
                     raise DeviceTimeout(f"no answer within {self._timeout_s:g} s "
@@ -247,6 +260,7 @@ class HdlcLink:
                 self.stats.repolls += 1
                 await self._io.write(hdlc.poll_again())
                 deadline = loop.time() + self._timeout_s
+                budget = self._frame_budget()
             elif isinstance(event, FrameDiscarded):
                 self.stats.discarded += 1
             elif isinstance(event, Refused):
@@ -257,6 +271,11 @@ class HdlcLink:
                                   code=0, device=self.device)
             else:
                 return event  # LinkDown comes only as the answer to our DISC
+
+
+    def _frame_budget(self) -> int:
+        """The bytes of the largest frame the meter may send us, with its framing."""
+        return self._hdlc.params.max_info_rx + _FRAME_OVERHEAD
 
 
 class WrapperLink:
