@@ -160,8 +160,14 @@ class DlmsDriver:
 
     async def connect(self) -> None:
         async with self._held():
-            await self._client.associate()
-            self.stats.association_s = self._client.association_s
+            try:
+                await self._client.associate()
+                self.stats.association_s = self._client.association_s
+            finally:
+                if self._lock is not None:
+                    # A shared line: the port is ours only while we hold its lock. Held
+                    # open, it would refuse the other meters (it is opened exclusively).
+                    await self._client.close()
 
     async def read(self) -> list[Reading]:
         async with self._held():
