@@ -14,8 +14,9 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -71,44 +72,56 @@ def require_influxd() -> str:
     return INFLUXD
 
 
-@asynccontextmanager
-async def influx_server(tmp: Path, *, max_body: int = 25_000_000,
-                        admin: tuple[str, str] | None = None) -> AsyncIterator[str]:
+@contextmanager
+def running_influxd(tmp: Path, *, max_body: int = 25_000_000,
+                    admin: tuple[str, str] | None = None) -> Iterator[str]:
     """Run influxd until the block ends; yields ``http://127.0.0.1:<port>``."""
     exe = require_influxd()
     tmp.mkdir(parents=True, exist_ok=True)
     http_port, rpc_port = free_port(), free_port()
     conf = tmp / "influxdb.conf"
     conf.write_text(_config(tmp, http_port, rpc_port, max_body=max_body, auth=admin is not None))
-    log = (tmp / "influxd.log").open("wb")
-    proc = subprocess.Popen([exe, "run", "-config", str(conf)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = tmp / "influxd.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([exe, "run", "-config", str(conf)], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{http_port}"
     try:
-        await _wait_ready(url, proc, tmp / "influxd.log")
+        _wait_ready(url, proc, log_path)
         if admin is not None:
-            async with httpx.AsyncClient(base_url=url) as client:
-                name, password = admin
-                r = await client.post("/query", data={
-                    "q": f"CREATE USER \"{name}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"})
-                r.raise_for_status()
+            name, password = admin
+            # 1.x lets the first admin be created without credentials.
+            httpx.post(url + "/query", data={
+                "q": f"CREATE USER \"{name}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES",
+            }).raise_for_status()
         yield url
     finally:
         stop(proc)
-        log.close()
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=1.0) as client:
-        for _ in range(200):
+@asynccontextmanager
+async def influx_server(tmp: Path, *, max_body: int = 25_000_000,
+                        admin: tuple[str, str] | None = None) -> AsyncIterator[str]:
+    """``running_influxd`` for a test of its own (start and stop off the event loop)."""
+    cm = running_influxd(tmp, max_body=max_body, admin=admin)
+    url = await asyncio.to_thread(cm.__enter__)
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(cm.__exit__, None, None, None)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    with httpx.Client(base_url=url, timeout=1.0) as client:
+        for _ in range(400):
             if proc.poll() is not None:
                 raise RuntimeError(f"influxd exited ({proc.returncode}): {log.read_text()[-2000:]}")
             try:
-                if (await client.get("/ping")).status_code == 204:
+                if client.get("/ping").status_code == 204:
                     return
             except httpx.TransportError:
                 pass
-            await asyncio.sleep(0.05)
+            time.sleep(0.025)
     stop(proc)
     raise RuntimeError(f"influxd did not answer /ping within 10 s: {log.read_text()[-2000:]}")
 

@@ -14,7 +14,8 @@ How a write answers, and what this module does with it:
   points beyond the retention policy). The good lines of such a batch may already be
   stored, so the batch is bisected and each half written again - rewriting a point is
   idempotent (same measurement, tags and time overwrite) - until every refused line is
-  known alone, with the server's reason. Cost: about ``2 * bad * log2(batch)`` requests.
+  known alone, with the server's reason. Cost: about ``2 * bad * log2(batch)`` requests;
+  a part whose every line was refused (1.x says ``dropped=N``) is not split further.
 - 401, 403: ``SinkError(retryable=False)``: credentials refused (never shown).
 - 404 "database not found": ``SinkError(retryable=False)`` naming the database and fix.
 """
@@ -25,6 +26,7 @@ import asyncio
 import base64
 import gzip
 import random
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +44,7 @@ Sleep = Callable[[float], Awaitable[object]]
 RETRY_AFTER_CAP_S = 60.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
+_DROPPED = re.compile(r"\bdropped=(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,12 @@ def retry_after_s(value: str | None, *, now: datetime | None = None,
         when = when.replace(tzinfo=UTC)
     wait = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(wait, 0.0), cap_s)
+
+
+def _dropped(reason: str) -> int:
+    """The ``dropped=N`` of a 1.x partial write (points refused), 0 when not given."""
+    match = _DROPPED.search(reason)
+    return int(match.group(1)) if match else 0
 
 
 def _reason(resp: httpx.Response) -> str:
@@ -297,11 +306,13 @@ class InfluxWriter(InfluxHttp):
         status = resp.status_code
         if 200 <= status < 300:
             return hi - lo
-        if hi - lo == 1:
-            reason = _reason(resp)
+        reason = _reason(resp)
+        if hi - lo == 1 or (status == 400 and _dropped(reason) == hi - lo):
+            # One line, or every line of the part refused (a measurement-wide field
+            # type conflict): nothing left to isolate.
             if status == 413:
                 reason = f"line longer than the server's max-body-size ({reason})"
-            rejected.append((lo, reason))
+            rejected.extend((i, reason) for i in range(lo, hi))
             return 0
         mid = (lo + hi) // 2
         return (await self._write_part(lines, lo, mid, rejected)
