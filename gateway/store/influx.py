@@ -15,12 +15,14 @@ data = 35,040 points, same host, warm):
 - Fetching the range's intervals (pages of 10,000) and summing them per
   ``sqlite.day_bounds`` day in Python: 175-200 ms.
 
-So ``daily`` aggregates in the server, and then checks each bucket it got against
-``day_bounds``: a zone whose clocks jump at midnight (no local midnight that day), or a
-server whose tz handling differs, gives buckets that do not start at Python's local
-midnight; the range is then fetched and summed in Python, which is exact by
-construction. ``expected`` always comes from ``day_bounds`` (the server cannot know
-the grid). ``aggregate=False`` forces the Python path.
+So ``daily`` aggregates in the server, and then checks the buckets it got: one per
+local day, each starting at ``day_bounds``' local midnight, the same in every statement.
+A zone whose clocks jump at midnight fails that check (America/Havana on 1.6: the
+fall-back day's buckets start at different instants in different statements), as would
+a server whose tz handling differs; the range is then fetched and summed in Python,
+which is exact by construction (``fallbacks`` counts those). ``expected`` always comes
+from ``day_bounds``: the server does not know the grid. ``aggregate=False`` forces the
+Python path.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class InfluxReader:
         self._http = InfluxHttp(url, database, auth=auth, retention_policy=retention_policy,
                                 timeout_s=timeout_s, retries=retries)
         self._aggregate = aggregate
+        #: daily() calls whose server-side buckets were not the local days (summed here).
+        self.fallbacks = 0
         self._from = quote_ident(MEASUREMENT)
         if retention_policy:
             self._from = f"{quote_ident(database)}.{quote_ident(retention_policy)}.{self._from}"
@@ -103,6 +107,7 @@ class InfluxReader:
             days = await self._daily_in_server(series, tz, first, last, lo, hi)
             if days is not None:
                 return days
+            self.fallbacks += 1
         return _sum_days(series, tz, await self.intervals(
             series, datetime.fromtimestamp(lo, UTC), datetime.fromtimestamp(hi, UTC)))
 
@@ -123,8 +128,8 @@ class InfluxReader:
         n_days = (last - first).days + 1
         if not totals:
             return []
-        if len(totals) != n_days:
-            return None
+        if len(totals) != n_days or any(c and c.keys() != totals.keys() for c in columns):
+            return None  # buckets differ between statements (seen in Havana): not days
         out: list[DailyUsage] = []
         for at, row in sorted(totals.items()):
             day = datetime.fromtimestamp(at, tz).date()
