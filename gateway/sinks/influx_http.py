@@ -10,8 +10,8 @@ How a write answers, and what this module does with it:
   else exponential backoff with jitter; likewise other 5xx, connection errors and timeouts.
   After ``retries`` retries: ``SinkError(retryable=True)`` - the caller keeps the lines.
 - 413: the body is over the server's ``max-body-size``: the batch is halved until it fits.
-- 400: some lines were refused ("unable to parse", "partial write: field type conflict",
-  points beyond the retention policy). The good lines of such a batch may already be
+- 400 (422 on 2.x): some lines were refused ("unable to parse", "partial write: field
+  type conflict", points beyond the retention policy). The good lines of such a batch may already be
   stored, so the batch is bisected and each half written again - rewriting a point is
   idempotent (same measurement, tags and time overwrite) - until every refused line is
   known alone, with the server's reason. Cost: about ``2 * bad * log2(batch)`` requests;
@@ -37,13 +37,16 @@ import httpx
 import msgspec
 
 from gateway.drivers.dlms.keys import SecretBytes
-from gateway.errors import SinkError
+from gateway.errors import ConfigError, SinkError
 
 Sleep = Callable[[float], Awaitable[object]]
 #: Longest wait a server's Retry-After is honoured with, in seconds.
 RETRY_AFTER_CAP_S = 60.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
+#: Answers that concern some lines of a body, found by halving it (2.x says 422 for
+#: points outside the retention period where 1.x says 400).
+_PER_LINE = (400, 413, 422)
 _DROPPED = re.compile(r"\bdropped=(\d+)")
 
 
@@ -149,13 +152,15 @@ def _dropped(reason: str) -> int:
 
 
 def _reason(resp: httpx.Response) -> str:
+    """The server's error text: 1.x says {"error": ...}, 2.x/3.x {"message": ...}."""
+    err: object = None
     try:
-        err = msgspec.json.decode(resp.content, type=dict[str, str]).get("error")
-    except msgspec.ValidationError:
-        err = None
-    except msgspec.DecodeError:
-        err = None
-    return (err or resp.text or resp.reason_phrase).strip()[:500]
+        body = msgspec.json.decode(resp.content, type=dict[str, object])
+        err = body.get("error") or body.get("message")
+    except msgspec.DecodeError:  # not JSON (a proxy's page): the text as it is
+        pass
+    text = err if isinstance(err, str) else resp.text or resp.reason_phrase
+    return text.strip()[:500]
 
 
 class InfluxHttp:
@@ -198,7 +203,8 @@ class InfluxHttp:
                       content: bytes | None = None, headers: dict[str, str] | None = None,
                       ) -> httpx.Response:
         """Send, retrying what may pass (429, 5xx, network); raise for refusals.
-        Returns the response of any other status for the caller to judge (2xx, 400, 413)."""
+        Returns the response of any other status for the caller to judge (2xx, 400, 413,
+        422)."""
         if self._client is None:
             raise SinkError(f"InfluxDB client for {self.where} is not open", retryable=False)
         params = {**params, **self._auth.params()}
@@ -241,7 +247,7 @@ class InfluxHttp:
                     retryable=False)
             raise SinkError(f"InfluxDB at {self.where}: {resp.request.url.path} not found "
                             f"({reason}); is this the v1 HTTP API?", retryable=False)
-        if 400 <= status < 500 and status not in (400, 413):
+        if 400 <= status < 500 and status not in _PER_LINE:
             raise SinkError(f"InfluxDB at {self.where} answered HTTP {status}: "
                             f"{_reason(resp)}", retryable=False)
 
@@ -279,7 +285,8 @@ class InfluxWriter(InfluxHttp):
         super().__init__(url, database, auth=auth, retention_policy=retention_policy,
                          timeout_s=timeout_s, retries=retries, sleep=sleep)
         if batch_lines < 1:
-            raise SinkError(f"batch_lines={batch_lines}: must be at least 1", retryable=False)
+            raise ConfigError(f"batch_lines={batch_lines}", key="batch_lines",
+                              fix="at least 1; 5000 suits InfluxDB")
         self.gzip = gzip
         self.batch_lines = batch_lines
         #: Requests sent by the last write (the bisection's cost shows here).
@@ -307,7 +314,7 @@ class InfluxWriter(InfluxHttp):
         if 200 <= status < 300:
             return hi - lo
         reason = _reason(resp)
-        if hi - lo == 1 or (status == 400 and _dropped(reason) == hi - lo):
+        if hi - lo == 1 or (status != 413 and _dropped(reason) == hi - lo):
             # One line, or every line of the part refused (a measurement-wide field
             # type conflict): nothing left to isolate.
             if status == 413:
@@ -329,7 +336,7 @@ class InfluxWriter(InfluxHttp):
             headers["Content-Encoding"] = "gzip"
         resp = await self.request("POST", "/write", params=params, content=body,
                                   headers=headers)
-        if resp.status_code not in (400, 413) and not 200 <= resp.status_code < 300:
+        if resp.status_code not in _PER_LINE and not 200 <= resp.status_code < 300:
             raise SinkError(f"InfluxDB at {self.where} answered a write with HTTP "
                             f"{resp.status_code}: {_reason(resp)}", retryable=False)
         return resp
