@@ -16,10 +16,13 @@ from gateway import log
 from gateway.api.app import create_app
 from gateway.clock import Clock
 from gateway.drivers.modbus.bus import BusPool
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, SinkError
+from gateway.ingest.delivery import Delivery
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.poller import Poller
 from gateway.ingest.selfread import SelfReads
+from gateway.settings import DlmsMeterConfig
+from gateway.status import StatusView, gateway_status
 from gateway.store.sqlite import SqliteStore
 
 _log = log.get("edge.agent")
@@ -37,6 +40,12 @@ class Agent:
         self.self_reads = SelfReads(assembly, self.store, clock)
         self.api_port: int | None = None
         self._server: uvicorn.Server | None = None
+        #: One delivery task per configured sink (the outbox's consumers).
+        self.deliveries: list[Delivery] = []
+        #: The outbox's depth (the deepest sink's) and whether it is past its limits.
+        self.outbox_depth = 0
+        self.outbox_alarm = False
+        self.outbox_paused = False
 
     async def run(self, *, started: Callable[[Agent], Awaitable[None]] | None = None) -> None:
         """Run until cancelled. ``started`` is awaited once the API listens."""
@@ -44,6 +53,7 @@ class Agent:
         async with AsyncExitStack() as stack:
             await self.store.open()
             stack.push_async_callback(self.store.close)
+            await self._sinks()
             # The pollers' pipeline holds only their series: a manual meter's series is
             # restored from the store at each self-read (another process may write it).
             pipeline = await Pipeline.open(self.store, self.assembly.polled_series())
@@ -52,6 +62,7 @@ class Agent:
             buses = BusPool()  # one owner per serial port, shared by its meters
             stack.push_async_callback(buses.close)
             for plan in self.assembly.meters:
+                can_wait = isinstance(plan.meter, DlmsMeterConfig) or not plan.meter.billing
                 self.pollers.append(Poller(
                     meter_id=plan.meter.meter_id, timezone=plan.timezone,
                     protocol=plan.meter.protocol, profile=plan.profile.name,
@@ -59,6 +70,7 @@ class Agent:
                     pipeline=pipeline,
                     store=self.store, clock=self.clock, interval_s=plan.meter.poll_interval_s,
                     transitions=transitions,
+                    paused=(lambda: self.outbox_paused) if can_wait else None,
                 ))
             # Bind before any task starts, so a busy port is a plain ConfigError.
             sock = _listen(settings.api.host, settings.api.port, self.assembly.config.file) \
@@ -72,6 +84,10 @@ class Agent:
             async with asyncio.TaskGroup() as tg:
                 for poller in self.pollers:
                     tg.create_task(poller.run(), name=f"poll {poller.meter_id}")
+                for delivery in self.deliveries:
+                    tg.create_task(delivery.run(), name=f"deliver {delivery.sink.name}")
+                if self.deliveries:
+                    tg.create_task(self._watch_outbox(), name="outbox")
                 if sock is not None:
                     await self._start_api(tg, sock, token)
                 _log.info("gateway running", meters=len(self.pollers),
@@ -80,12 +96,61 @@ class Agent:
                 if started is not None:
                     await started(self)
 
+    async def _sinks(self) -> None:
+        """Declare the configured sinks in the store and build their deliveries."""
+        config = self.assembly.config
+        names = [s.name for s in config.settings.sinks]
+        for name, left in (await self.store.use_sinks(names)).items():
+            _log.warning("sink no longer configured: what it had not taken stays in the "
+                         "store only", sink=name, undelivered=left)
+        if not names:
+            return
+        from gateway.sinks.influx_sink import build_sinks
+
+        for sink, cfg in zip(build_sinks(config), config.settings.sinks, strict=True):
+            self.deliveries.append(Delivery(self.store, sink, batch_size=cfg.batch_lines))
+
+    async def status(self) -> StatusView:
+        live = {d.sink.name: d.stats for d in self.deliveries}
+        return await gateway_status(self.store, self.assembly.config.settings.outbox, live)
+
+    async def _watch_outbox(self, every_s: float = 2.0) -> None:
+        """Follow the outbox's depth: an alarm past alarm_depth, a pause of the meters that
+        can wait past pause_depth (lifted once it is back under alarm_depth)."""
+        limits = self.assembly.config.settings.outbox
+        while True:
+            try:
+                depth = max((s.depth for s in await self.store.outbox_status()), default=0)
+            except SinkError as exc:
+                _log.error("cannot read the outbox's depth", error=str(exc))
+                await asyncio.sleep(every_s)
+                continue
+            self.outbox_depth = depth
+            alarm = depth >= limits.alarm_depth
+            if alarm != self.outbox_alarm:
+                self.outbox_alarm = alarm
+                if alarm:
+                    _log.critical("outbox past its alarm depth: a sink is not keeping up; "
+                                  "nothing is dropped", depth=depth,
+                                  alarm_depth=limits.alarm_depth)
+                else:
+                    _log.info("outbox back under its alarm depth", depth=depth)
+            if depth >= limits.pause_depth and not self.outbox_paused:
+                self.outbox_paused = True
+                _log.critical("outbox past its pause depth: DLMS meters and meters with "
+                              "billing = false are not read until it drains (DLMS meters "
+                              "keep their data)", depth=depth, pause_depth=limits.pause_depth)
+            elif self.outbox_paused and depth < limits.alarm_depth:
+                self.outbox_paused = False
+                _log.info("outbox drained: every meter is read again", depth=depth)
+            await asyncio.sleep(every_s)
+
     async def _start_api(self, tg: asyncio.TaskGroup, sock: socket.socket,
                          token: str | None) -> None:
         # The socket is bound by us rather than by uvicorn, which would exit the process.
         self.api_port = int(sock.getsockname()[1])
         app = create_app(self.store, operator_token=token, self_reads=self.self_reads,
-                         daily_limits=self.assembly.daily_limits())
+                         daily_limits=self.assembly.daily_limits(), status=self.status)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._server = server

@@ -145,6 +145,10 @@ def assemble(config: LoadedConfig) -> Assembly:
         plans.append(MeterPlan(meter=meter, profile=profile, timezone=settings.timezone_of(meter),
                                series=tuple(series), daily=daily, dlms=secrets,
                                catch_up_days=catch_up_days, data_dir=config.data_dir))
+    if settings.sinks:
+        from gateway.sinks.influx_sink import sink_problems
+
+        problems.extend(sink_problems(config))
     if problems:
         raise ConfigInvalid(problems)
     return Assembly(config=config, meters=tuple(plans), manual=tuple(manual))

@@ -231,6 +231,8 @@ async def _store(cfg: LoadedConfig) -> AsyncIterator[SqliteStore]:
     store = SqliteStore(cfg.store_path, synchronous=cfg.settings.store.synchronous)
     await store.open()
     try:
+        # What this command writes (an import, an edit) is queued for the config's sinks.
+        await store.use_sinks([s.name for s in cfg.settings.sinks])
         yield store
     finally:
         await store.close()
@@ -332,6 +334,61 @@ async def _events(cfg: LoadedConfig, meter: str) -> list[Any]:
 async def _audit(cfg: LoadedConfig, meter: str, channel: str) -> list[Any]:
     async with _store(cfg) as store:
         return list(await store.edits(meter, channel))
+
+
+@app.command()
+def status(
+    config: ConfigOpt,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document, for scripts")]
+    = False,
+) -> None:
+    """The outbox per sink (depth, oldest undelivered, delivery rate, quarantined), the
+    meters by state and the quarantine, from the store (the gateway may run or not).
+    Exits 1 when a sink is failing or the outbox is past its alarm depth."""
+    import msgspec
+
+    cfg = _config(config)
+    view = _run(_status(cfg))
+    if json_out:
+        sys.stdout.write(msgspec.json.encode(view).decode() + "\n")
+    else:
+        _print_status(view)
+    if view.status != "ok" and (view.outbox.alarm or any(s.failing for s in view.sinks)):
+        raise typer.Exit(1)
+
+
+async def _status(cfg: LoadedConfig) -> Any:
+    from gateway.status import gateway_status
+
+    async with _store(cfg) as store:
+        return await gateway_status(store, cfg.settings.outbox)
+
+
+def _print_status(view: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"status [bold]{view.status}[/]   outbox depth {view.outbox.depth:,} "
+                  f"(alarm at {view.outbox.alarm_depth:,}, pause at "
+                  f"{view.outbox.pause_depth:,})   quarantined {view.quarantined:,}   meters "
+                  f"{view.meters.ok} ok, {view.meters.failing} failing, "
+                  f"{view.meters.unknown} not read yet")
+    if not view.sinks:
+        console.print("no sinks configured: intervals stay in the local store")
+        return
+    table = Table()
+    for col in ("sink", "depth", "oldest undelivered", "rate /s", "delivered", "quarantined",
+                "last delivery", "error"):
+        table.add_column(col)
+    for s in view.sinks:
+        table.add_row(s.name, f"{s.depth:,}",
+                      s.oldest_undelivered.isoformat() if s.oldest_undelivered else "-",
+                      f"{s.delivery_rate_per_s:,.0f}", f"{s.delivered_total:,}",
+                      f"{s.quarantined:,}",
+                      s.last_delivery_at.isoformat() if s.last_delivery_at else "-",
+                      s.last_error or "")
+    console.print(table)
 
 
 @app.command(name="self-read")

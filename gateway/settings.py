@@ -29,6 +29,7 @@ from pydantic import (
 from gateway.errors import ConfigError
 from gateway.model import Unit
 from gateway.profiles import PROFILES_DIR
+from gateway.settings_sinks import Fixable, OutboxSection, SinkConfig
 from gateway.workarounds import TcpWorkarounds, Workarounds, workaround_fix
 
 DEFAULT_PROFILES_DIR = PROFILES_DIR
@@ -140,6 +141,9 @@ class _PolledMeter(_Model):
     profile: Annotated[str, Field(min_length=1)]
     poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    #: False for a meter whose data is not billed (a sub-meter for analysis): its
+    #: polling pauses when the outbox passes [outbox] pause_depth.
+    billing: bool = True
     #: Overrides the gateway timezone for this meter's local day.
     timezone: str | None = None
     #: Channels to store intervals for; by default every cumulative channel.
@@ -218,14 +222,7 @@ class RtuTcpMeterConfig(_SerialLine):
 ModbusMeterConfig = MeterConfig | RtuMeterConfig | RtuTcpMeterConfig
 
 
-class _Fixable(ValueError):
-    """A check across keys that knows the fix (``problems_of`` reports it), and the key
-    to blame when it is not the model itself (relative to it)."""
-
-    def __init__(self, message: str, fix: str, key: str = "") -> None:
-        super().__init__(message)
-        self.fix = fix
-        self.key = key
+_Fixable = Fixable
 
 
 #: Keys that would hold a DLMS secret itself; each has an ``_env`` and a ``_file`` form.
@@ -542,6 +539,19 @@ class Settings(_Model):
     validation: ValidationSection = ValidationSection()
     self_reads: SelfReadsSection = SelfReadsSection()
     meters: list[_MeterEntry] = []
+    #: Where stored intervals are delivered besides the local store (the outbox).
+    sinks: list[SinkConfig] = []
+    outbox: OutboxSection = OutboxSection()
+
+    @field_validator("sinks")
+    @classmethod
+    def _sink_names(cls, sinks: list[SinkConfig]) -> list[SinkConfig]:
+        names = [s.name for s in sinks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise _Fixable(f"sink name {twice[0]!r} appears twice",
+                           "give each sink its own name = \"...\"")
+        return sinks
 
     @field_validator("meters")
     @classmethod
@@ -672,7 +682,7 @@ def problems_of(exc: ValidationError, file: Path, data: Any) -> list[ConfigError
             fix = f"use one of: {', '.join(METER_PROTOCOLS)}"
         elif "manual" in err["loc"][2:3]:
             fix = _manual_fix(err["type"], str(loc[-1]), fix)
-        elif err["type"] == "extra_forbidden" and loc[-1] in DLMS_SECRET_KEYS:
+        elif err["type"] == "extra_forbidden" and loc[-1] in (*DLMS_SECRET_KEYS, "token"):
             msg = "a secret is never written into the config file"
             fix = (f"remove it: give {loc[-1]}_env (an environment variable holding it) or "
                    f"{loc[-1]}_file (a file holding it, mode 0600)")

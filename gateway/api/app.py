@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ from gateway.api.feed import feed_router
 from gateway.api.operator import operator_router
 from gateway.api.schemas import Health
 from gateway.api.selfread import selfread_router
+from gateway.api.status import status_router
 from gateway.ingest.selfread import SelfReads
+from gateway.status import StatusView
 from gateway.store import Store
 from gateway.validation.daily import DailyLimits
 
@@ -48,6 +50,7 @@ def create_app(
     operator_token: str | None = None,
     self_reads: SelfReads | None = None,
     daily_limits: Mapping[str, DailyLimits] | None = None,
+    status: Callable[[], Awaitable[StatusView]] | None = None,
 ) -> FastAPI:
     """The portal app. ``daily_limits`` are each meter's daily usage checks (from the
     config: ``Assembly.daily_limits()``), judged when a daily view is built."""
@@ -63,6 +66,8 @@ def create_app(
     app.include_router(operator_router(store, default_channel, operator_token))
     if self_reads is not None:  # manual meters' readings (gateway.api.selfread)
         app.include_router(selfread_router(self_reads, operator_token))
+    if status is not None:  # the running gateway's outbox and meters (gateway.status)
+        app.include_router(status_router(status, operator_token))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get(

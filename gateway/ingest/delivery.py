@@ -16,6 +16,7 @@ times the live rate, while live intervals queue behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -127,6 +128,10 @@ class Delivery:
         self._failures += 1
         self.stats.failing, self.stats.last_error = True, str(exc)
         self._transitions.failed(f"sink {self.sink.name}", exc, retryable=exc.retryable)
+        if self._failures == 1:
+            # The local store failing too is not this sink's news: the log says why.
+            with contextlib.suppress(SinkError):
+                await self.store.outbox_failed(self.sink.name, str(exc))
         delay = min(2.0 ** (self._failures - 1), self.max_backoff_s)
         await asyncio.sleep(delay * (0.75 + 0.5 * random.random()))
 

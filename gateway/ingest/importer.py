@@ -49,6 +49,8 @@ async def import_csv(cfg: LoadedConfig, path: Path) -> ImportReport:
     store = SqliteStore(cfg.store_path, synchronous=cfg.settings.store.synchronous)
     await store.open()
     try:
+        # Imported intervals are queued for the config's sinks like polled ones.
+        await store.use_sinks([s.name for s in cfg.settings.sinks])
         pipeline = await Pipeline.open(store, assembly.series())
         source = f"import:{path.name}"
         now = datetime.now(UTC)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -51,6 +52,8 @@ class PollStats:
     last_values: dict[str, str] = field(default_factory=dict)
     last_error: str | None = None
     failing: bool = False
+    #: Not polled for now (the outbox is past its pause depth).
+    paused: bool = False
 
 
 def next_tick(now: datetime, interval_s: float) -> datetime:
@@ -84,8 +87,12 @@ def _stop_if_cancelled() -> None:
 class Poller:
     def __init__(self, *, meter_id: str, timezone: str, protocol: str, profile: str,
                  driver: PolledDriver, pipeline: Pipeline, store: Store, clock: Clock,
-                 interval_s: float, transitions: log.Transitions) -> None:
+                 interval_s: float, transitions: log.Transitions,
+                 paused: Callable[[], bool] | None = None) -> None:
         self.meter_id = meter_id
+        #: Polls are skipped while this says so (the outbox past its pause depth, for a
+        #: meter whose data can wait: see gateway.settings_sinks).
+        self._paused = paused
         self._tz = timezone
         self._protocol = protocol
         self._profile = profile
@@ -107,6 +114,11 @@ class Poller:
             at = next_tick(self._clock.now(), self._interval_s)
             while True:
                 await self._clock.sleep_until(at)
+                if self._paused is not None and self._paused():
+                    self.stats.paused = True
+                    at = next_tick(self._clock.now(), self._interval_s)
+                    continue
+                self.stats.paused = False
                 try:
                     ok = await self.poll_once()
                 except Exception as exc:  # a defect must not stop the other meters' polls

@@ -27,7 +27,7 @@ import msgspec
 
 from gateway.model import IntervalReading, Quality, Unit
 
-__all__ = ["OUTBOX_SCHEMA", "QUEUE_JSON", "OutboxEntry", "SinkStatus", "acknowledge",
+__all__ = ["OUTBOX_SCHEMA", "QUEUE_JSON", "OutboxEntry", "SinkStatus", "acknowledge", "failed",
            "next_batch", "queue_one", "sink_names", "status", "sync_sinks"]
 
 OUTBOX_SCHEMA = """
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS sink (
     delivered_total INTEGER NOT NULL DEFAULT 0,
     quarantined INTEGER NOT NULL DEFAULT 0,
     last_ok_at INTEGER,
-    rate REAL NOT NULL DEFAULT 0
+    rate REAL NOT NULL DEFAULT 0,
+    last_error TEXT
 );
 """
 
@@ -73,6 +74,8 @@ class SinkStatus(msgspec.Struct, frozen=True, kw_only=True):
     last_delivery_at: datetime | None
     #: Intervals per second over the recent batches (0 when idle).
     rate_per_s: float
+    #: Why the last delivery failed, while it keeps failing (None once one succeeds).
+    last_error: str | None = None
 
 
 def _at(ms: int | None) -> datetime | None:
@@ -145,8 +148,8 @@ def acknowledge(conn: sqlite3.Connection, sink: str, upto: int, delivered: int,
         rate = delivered / elapsed_s if elapsed_s > 0 else 0.0
         conn.execute(
             "UPDATE sink SET delivered = max(delivered, ?), delivered_total = delivered_total "
-            "+ ?, quarantined = quarantined + ?, last_ok_at = ?, rate = rate * ? + ? * ? "
-            "WHERE name = ?",
+            "+ ?, quarantined = quarantined + ?, last_ok_at = ?, rate = rate * ? + ? * ?, "
+            "last_error = NULL WHERE name = ?",
             (upto, delivered, len(rejected), now_ms, 1 - _RATE_WEIGHT, _RATE_WEIGHT, rate, sink))
         if rejected:
             conn.executemany("INSERT INTO quarantine (at, source, meter_id, channel, payload, "
@@ -156,6 +159,10 @@ def acknowledge(conn: sqlite3.Connection, sink: str, upto: int, delivered: int,
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def failed(conn: sqlite3.Connection, sink: str, error: str) -> None:
+    conn.execute("UPDATE sink SET last_error = ? WHERE name = ?", (error[:500], sink))
 
 
 def _trim(conn: sqlite3.Connection) -> None:
@@ -170,14 +177,15 @@ def status(conn: sqlite3.Connection) -> list[SinkStatus]:
     # for a sink is the last sequence number handed out minus the sink's position.
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
     last = row[0] if row is not None else 0
-    for name, delivered, total, quarantined, last_ok, rate in conn.execute(
-            "SELECT name, delivered, delivered_total, quarantined, last_ok_at, rate FROM sink "
-            "ORDER BY name").fetchall():
+    for name, delivered, total, quarantined, last_ok, rate, error in conn.execute(
+            "SELECT name, delivered, delivered_total, quarantined, last_ok_at, rate, last_error "
+            "FROM sink ORDER BY name").fetchall():
         depth = max(last - delivered, 0)
         first = conn.execute("SELECT queued_at FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1",
                              (delivered,)).fetchone()
         oldest = first[0] if first is not None else None
         out.append(SinkStatus(sink=name, depth=depth, oldest_queued_at=_at(oldest),
                               delivered_total=total, quarantined=quarantined,
-                              last_delivery_at=_at(last_ok), rate_per_s=round(rate, 1)))
+                              last_delivery_at=_at(last_ok), rate_per_s=round(rate, 1),
+                              last_error=error))
     return out

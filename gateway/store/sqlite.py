@@ -481,6 +481,10 @@ class SqliteStore:
         await self._write(lambda c: outbox.acknowledge(c, sink, upto, delivered, held, now_ms,
                                                        elapsed_s))
 
+    async def outbox_failed(self, sink: str, error: str) -> None:
+        """Keep why the sink's last delivery failed (shown by the status until one works)."""
+        await self._write(lambda c: outbox.failed(c, sink, error))
+
     async def outbox_status(self) -> list[outbox.SinkStatus]:
         return await self._read(outbox.status)
 

@@ -1,0 +1,109 @@
+"""Config of the sinks the outbox delivers to, and of the outbox itself.
+
+``[[sinks]]`` entries name where stored intervals go besides the local store; today
+InfluxDB (the v1 ``/write`` endpoint, which InfluxDB 1.x, 2.x and 3.x accept).
+Credentials are never in the file: ``password_env`` / ``password_file`` for a v1 user,
+``token_env`` / ``token_file`` for a 2.x/3.x token (files relative to the config).
+
+``[outbox]`` states the policy when a sink cannot keep up (documented in the README):
+nothing is ever dropped; past ``alarm_depth`` queued intervals the gateway raises an
+alarm (a critical log line once, ``alarm`` in the status); past ``pause_depth`` it
+stops polling the meters whose data can wait: DLMS meters (they keep their load
+profile and are caught up later) and meters marked ``billing = false``. Billing
+meters without a memory of their own are always read and queued.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["Fixable", "InfluxSinkConfig", "OutboxSection", "SinkConfig"]
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Fixable(ValueError):
+    """A check across keys that knows the fix and, relative to its model, the key to
+    blame (``settings.problems_of`` reports both)."""
+
+    def __init__(self, message: str, fix: str, key: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+        self.key = key
+
+
+class InfluxSinkConfig(_Model):
+    """InfluxDB through its v1 HTTP API (``/write`` with line protocol)."""
+
+    kind: Literal["influxdb"]
+    #: The sink's name in the outbox and the status (letters, digits, - and _).
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")] = "influxdb"
+    #: http(s)://host:8086, without credentials.
+    url: Annotated[str, Field(pattern=r"^https?://[^\s@/]+(:\d+)?(/[^\s]*)?$")]
+    database: Annotated[str, Field(min_length=1, max_length=128)]
+    retention_policy: Annotated[str, Field(min_length=1)] | None = None
+    username: str | None = None
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    password_file: Path | None = None
+    token_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    token_file: Path | None = None
+    #: Lines per request (InfluxDB's recommendation is 5,000).
+    batch_lines: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    gzip: bool = True
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    #: Tries of one request (server unavailable, 429/503) before the batch waits for
+    #: the delivery's own backoff.
+    retries: Annotated[int, Field(ge=0, le=20)] = 5
+    #: CREATE DATABASE at start (InfluxDB 1.x; on 2.x/3.x create the bucket yourself).
+    create_database: bool = False
+
+    @model_validator(mode="after")
+    def _credentials(self) -> InfluxSinkConfig:
+        password = (self.password_env, self.password_file)
+        token = (self.token_env, self.token_file)
+        for name, pair in (("password", password), ("token", token)):
+            if all(v is not None for v in pair):
+                raise Fixable(f"both {name}_env and {name}_file are given", "keep one",
+                               f"{name}_file")
+        has_password = any(v is not None for v in password)
+        has_token = any(v is not None for v in token)
+        if has_password and has_token:
+            raise Fixable("a password and a token are given", "use one: a v1 user "
+                           "(username, password_env) or a 2.x/3.x token (token_env)",
+                           "token_env")
+        if has_password and not self.username:
+            raise Fixable("a password without a username", "add username = \"...\"",
+                           "username")
+        if self.username and not has_password:
+            raise Fixable("a username without a password",
+                           "add password_env (an environment variable) or password_file",
+                           "password_env")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _no_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
+
+
+#: Every kind of sink (one today).
+SinkConfig = InfluxSinkConfig
+
+
+class OutboxSection(_Model):
+    alarm_depth: Annotated[int, Field(ge=1)] = 500_000
+    pause_depth: Annotated[int, Field(ge=1)] = 2_000_000
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OutboxSection:
+        if self.pause_depth < self.alarm_depth:
+            raise Fixable("pause_depth is below alarm_depth",
+                           "give pause_depth at least alarm_depth", "pause_depth")
+        return self
