@@ -20,7 +20,7 @@ from gateway.dlms_secrets import DlmsSecrets
 from gateway.drivers.dlms.acse import Mechanism
 from gateway.drivers.dlms.association import AssociationSettings
 from gateway.drivers.dlms.client import DlmsClient
-from gateway.drivers.dlms.cosem import Obis
+from gateway.drivers.dlms.cosem import DeviationSign, Obis
 from gateway.drivers.dlms.counters import ReleasableCounters
 from gateway.drivers.dlms.driver import DlmsDriver, DlmsReadPlan, LoadProfilePlan, RegisterPoint
 from gateway.drivers.dlms.hdlc import HdlcAddress, HdlcParameters
@@ -76,7 +76,8 @@ def read_plan(meter: DlmsMeterConfig, profile: DlmsProfile, stored: Sequence[str
         clock=Obis.parse(profile.clock_obis),
         serial=Obis.parse(profile.serial_obis) if identity else None,
         logical_device_name=Obis.parse(profile.logical_device_name_obis) if identity else None,
-        clock_drift_warn_s=meter.clock_drift_warn_s)
+        clock_drift_warn_s=meter.clock_drift_warn_s,
+        sign=DeviationSign.ISO if meter.deviation_sign == "iso" else DeviationSign.BLUE_BOOK)
 
 
 def _link(meter: DlmsMeterConfig) -> ApduLink:

@@ -265,6 +265,11 @@ class _DlmsMeter(_PolledMeter):
     catch_up_days: Annotated[int, Field(ge=1, le=400)] | None = None
     #: The meter's clock further than this from ours is logged as a warning.
     clock_drift_warn_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    #: How the meter signs the date-time deviation: "blue_book" (UTC - local, in
+    #: minutes: CET is -60) as the standard says, or "iso" (local - UTC: CET +60), as
+    #: some meters do (Gurux calls it UseUtc2NormalTime). Wrong, every time is off by
+    #: twice the offset.
+    deviation_sign: Literal["blue_book", "iso"] = "blue_book"
 
     @model_validator(mode="after")
     def _secrets_match_the_security(self) -> _DlmsMeter:

@@ -142,3 +142,18 @@ def test_the_example_s_commented_dlms_meters_are_valid_when_uncommented(
     assert tcp.dlms is not None and tcp.dlms.keys is not None
     assert tcp.dlms.system_title == bytes.fromhex("414D490000000401")
     assert rs485.dlms is not None and rs485.dlms.password is not None
+
+
+def test_the_deviation_sign_reaches_the_read_plan(tmp_path: Path) -> None:
+    from edge.dlms_driver import read_plan
+    from gateway.drivers.dlms.cosem import DeviationSign
+    from gateway.settings import DlmsTcpMeterConfig
+
+    iso = DLMS_METER + 'deviation_sign = "iso"\ntimezone = "Europe/Berlin"\n'
+    for text, sign in ((DLMS_METER, DeviationSign.BLUE_BOOK), (iso, DeviationSign.ISO)):
+        [plan] = assemble(load_config(write(tmp_path, text))).meters
+        assert isinstance(plan.meter, DlmsTcpMeterConfig)
+        assert isinstance(plan.profile, DlmsProfile)
+        got = read_plan(plan.meter, plan.profile, [s.channel for s in plan.series],
+                        plan.timezone, plan.catch_up_days)
+        assert got.sign is sign

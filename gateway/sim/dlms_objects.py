@@ -32,6 +32,7 @@ from gateway.drivers.dlms.cosem import (
     AttributeDescriptor,
     CaptureObject,
     CosemClass,
+    DeviationSign,
     DlmsUnit,
     Obis,
     ScalerUnit,
@@ -89,6 +90,9 @@ class DlmsMeterSpec:
     tariffs: TariffSchedule = field(default_factory=TariffSchedule)
     #: The zone of the meter's local time (clock and capture times carry its offset).
     time_zone: str = "UTC"
+    #: How the meter signs the deviation of its date-times (the ISO way is a common
+    #: deviation from the Blue Book).
+    deviation_sign: DeviationSign = DeviationSign.BLUE_BOOK
     server_logical: int = 1
     #: The HDLC lower address (meters sharing one RS-485 line differ here).
     server_physical: int | None = None
@@ -216,7 +220,8 @@ class DlmsMeter:
 
     def date_time(self, at: datetime, status: ClockStatus | None = None) -> axdr.OctetString:
         """A meter-time instant as the 12-byte COSEM date-time in the meter's zone."""
-        return CosemDateTime.from_datetime(at.astimezone(self.zone), status=status).to_data()
+        return CosemDateTime.from_datetime(at.astimezone(self.zone), status=status,
+                                           sign=self.spec.deviation_sign).to_data()
 
     def profile(self, true_now: datetime) -> list[Capture]:
         spec = self.spec
@@ -258,8 +263,11 @@ class DlmsMeter:
         bounds = None
         try:
             if isinstance(access, RangeDescriptor):
-                bounds = (CosemDateTime.from_data(access.from_value).to_datetime(zone=self.zone),
-                          CosemDateTime.from_data(access.to_value).to_datetime(zone=self.zone))
+                sign = self.spec.deviation_sign
+                bounds = (CosemDateTime.from_data(access.from_value).to_datetime(
+                              zone=self.zone, sign=sign),
+                          CosemDateTime.from_data(access.to_value).to_datetime(
+                              zone=self.zone, sign=sign))
             chosen = select(self.profile(now), CAPTURE_OBJECTS, access, bounds)
         except (SelectionError, ProtocolError):
             return DataAccessResult.OTHER_REASON

@@ -491,3 +491,30 @@ async def test_a_meter_silent_mid_poll_times_out_and_the_next_poll_loses_nothing
     assert [r.at for r in rows] == [datetime(2026, 6, 10, 12, 15, tzinfo=UTC) + PERIOD * i
                                     for i in range(3)]
     assert all(r.value == meter.registers_wh(r.at)[0] for r in rows)
+
+
+async def test_a_meter_signing_its_deviation_the_iso_way_reads_right_when_configured(
+        tmp_path: Path) -> None:
+    """A Berlin meter that writes +60 for CET (ISO) instead of -60 (Blue Book): with
+    deviation_sign = "iso" its clock, the range asked for and every row's time are
+    right; read the Blue Book way every time would be two hours off."""
+    from gateway.drivers.dlms.cosem import DeviationSign
+
+    clock = ManualClock(datetime(2026, 1, 14, 12, 7, tzinfo=UTC))
+    spec = DlmsMeterSpec("ISO1", time_zone="Europe/Berlin", deviation_sign=DeviationSign.ISO)
+    async with serve_dlms([spec], clock, medium="tcp") as server:
+        meter = server.meter("ISO1")
+        right = driver(write_config(tmp_path, [tcp_meter(
+            server, "ISO1", 'deviation_sign = "iso"', 'timezone = "Europe/Berlin"')]), clock)
+        readings = await right.read()
+        await right.close()
+        assert right.stats.clock_drift_s is not None and abs(right.stats.clock_drift_s) < 1
+        rows = profile_rows(readings)
+        assert len(rows) == 96 and rows[-1].at == datetime(2026, 1, 14, 12, 0, tzinfo=UTC)
+        assert all(r.value == meter.registers_wh(r.at)[0] for r in rows)
+        (tmp_path / "w").mkdir()
+        wrong = driver(write_config(tmp_path / "w", [tcp_meter(
+            server, "ISO1", 'timezone = "Europe/Berlin"')]), clock)
+        await wrong.read()
+        await wrong.close()
+        assert wrong.stats.clock_drift_s == pytest.approx(7200, abs=1)
