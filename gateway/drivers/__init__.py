@@ -8,11 +8,11 @@ protocol can tell that apart from a failure worth backing off from.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.model import Reading
 
-__all__ = ["PolledDriver"]
+__all__ = ["KeepsHistory", "PolledDriver"]
 
 
 class PolledDriver(Protocol):
@@ -34,3 +34,14 @@ class PolledDriver(Protocol):
     async def read(self) -> list[Reading]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class KeepsHistory(Protocol):
+    """A driver whose device keeps its own history (a DLMS meter's load profile): what
+    the gateway could not keep can be read from the device again."""
+
+    def rewind(self) -> None:
+        """Read from what the store holds at the next poll, not from what this driver
+        last handed out."""
+        ...

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway import log
 from gateway.clock import Clock
-from gateway.drivers import PolledDriver
+from gateway.drivers import KeepsHistory, PolledDriver
 from gateway.errors import DataError, DriverError, GatewayError, SinkError
 from gateway.ingest.pipeline import Pipeline
 from gateway.model import MeterStatus, Reading
@@ -174,6 +174,15 @@ class Poller:
         self.stats.quarantined += result.quarantined
 
     def _bound_pending(self) -> None:
+        if len(self._pending) > MAX_PENDING and isinstance(self._driver, KeepsHistory):
+            # The device keeps them: drop them all and read them again from what the
+            # store holds, once it takes writes.
+            _log.warning("store refuses writes: pending readings dropped, to be read again "
+                         "from the meter's memory", meter_id=self.meter_id,
+                         dropped=len(self._pending))
+            self._pending.clear()
+            self._driver.rewind()
+            return
         if len(self._pending) > MAX_PENDING:
             lost = self._pending[: len(self._pending) - MAX_PENDING]
             del self._pending[: len(lost)]

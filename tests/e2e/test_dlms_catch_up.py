@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from edge.assembly import assemble, build_driver
 from gateway import log
 from gateway.clock import ManualClock
@@ -112,5 +114,40 @@ async def test_catch_up_fills_exactly_the_missing_intervals(tmp_path: Path) -> N
             # Polling again at once reads nothing new and changes nothing.
             await poll(cfg, clock, store)
             assert await intervals(store) == got
+        finally:
+            await store.close()
+
+
+async def test_readings_dropped_while_the_store_refuses_writes_are_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The poller keeps what the store refused, up to a bound; past it a DLMS meter's
+    readings are dropped whole and read again from the meter once the store is back,
+    so no interval is lost (a Modbus meter's oldest would be)."""
+    import gateway.ingest.poller as poller_module
+
+    monkeypatch.setattr(poller_module, "MAX_PENDING", 60)
+    clock = ManualClock(DAY + timedelta(hours=10, minutes=7))
+    spec = DlmsMeterSpec("DLMS-1", serial="40001234", start_energy_wh=7_000_000)
+    async with serve_dlms([spec], clock, medium="tcp") as server:
+        meter = server.meter("DLMS-1")
+        cfg = write_config(tmp_path, server)
+        store = SqliteStore(tmp_path / "data" / "store.db", synchronous="NORMAL")
+        await store.open()
+        try:
+            poller = await poll(cfg, clock, store)  # a day caught up, stored
+            await store.close()  # the store now refuses every write
+            for hours in (3, 6):  # 12 rows x 4 channels each, then past the bound
+                clock.set(DAY + timedelta(hours=10 + hours, minutes=7))
+                assert await poller.poll_once()  # the meter answered; the commit failed
+            assert poller._pending == []  # dropped whole, not the oldest only
+            await store.open()
+            clock.set(DAY + timedelta(hours=16, minutes=22))
+            assert await poller.poll_once()
+            got = await intervals(store)
+            assert len(got) == 95 + 25 and got[-1].end == DAY + timedelta(hours=16, minutes=15)
+            assert {iv.quality for iv in got} == {Quality.VALID}  # no gap, no estimate
+            for iv in got:
+                assert iv.value == meter.registers_wh(iv.end)[0] \
+                    - meter.registers_wh(iv.start)[0]
         finally:
             await store.close()

@@ -178,6 +178,11 @@ class DlmsDriver:
             finally:
                 await self._client.close()
 
+    def rewind(self) -> None:
+        """Forget the rows handed out but not stored: the next poll reads from the
+        store's last read (the poller dropped what it could not keep)."""
+        self._returned = None
+
     async def close(self) -> None:
         """Release the association and the link, and what the driver holds between
         polls (the invocation counter file); the next poll takes them again."""
