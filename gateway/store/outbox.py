@@ -27,8 +27,8 @@ import msgspec
 
 from gateway.model import IntervalReading, Quality, Unit
 
-__all__ = ["OUTBOX_SCHEMA", "QUEUE_JSON", "OutboxEntry", "SinkStatus", "acknowledge", "failed",
-           "next_batch", "queue_one", "sink_names", "status", "sync_sinks"]
+__all__ = ["BATCH_SQL", "OUTBOX_SCHEMA", "QUEUE_JSON", "OutboxEntry", "SinkStatus", "acknowledge",
+           "failed", "next_batch", "queue_one", "sink_names", "status", "sync_sinks"]
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -51,6 +51,13 @@ CREATE TABLE IF NOT EXISTS sink (
 #: Queues the rows of one write (the same JSON array the insert takes: series, start...).
 QUEUE_JSON = ("INSERT INTO outbox (series, start, queued_at) SELECT json_extract(value, '$[0]'), "
               "json_extract(value, '$[1]'), ? FROM json_each(?)")
+
+#: A sink's next entries after a position, each joined with the interval as stored now.
+BATCH_SQL = ("SELECT o.seq, o.queued_at, s.meter_id, s.channel, s.unit, s.interval_s, "
+             "o.start, i.value, i.quality, i.flags, i.raw FROM outbox AS o "
+             "JOIN series AS s ON s.id = o.series "
+             "JOIN interval AS i ON i.series = o.series AND i.start = o.start "
+             "WHERE o.seq > ? ORDER BY o.seq LIMIT ?")
 
 #: How quickly the delivery rate follows a change (an exponential moving average per
 #: acknowledged batch).
@@ -123,12 +130,7 @@ def next_batch(conn: sqlite3.Connection, sink: str, limit: int) -> list[OutboxEn
         return []
     out: list[OutboxEntry] = []
     for seq, queued, meter, channel, unit, length, start, value, quality, flags, raw in \
-            conn.execute(
-                "SELECT o.seq, o.queued_at, s.meter_id, s.channel, s.unit, s.interval_s, "
-                "o.start, i.value, i.quality, i.flags, i.raw FROM outbox AS o "
-                "JOIN series AS s ON s.id = o.series "
-                "JOIN interval AS i ON i.series = o.series AND i.start = o.start "
-                "WHERE o.seq > ? ORDER BY o.seq LIMIT ?", (row[0], limit)):
+            conn.execute(BATCH_SQL, (row[0], limit)):
         interval = IntervalReading(
             meter_id=meter, channel=channel, start=datetime.fromtimestamp(start, UTC),
             length_s=length, value=value, unit=Unit(unit), quality=Quality(quality),
