@@ -23,6 +23,7 @@ from gateway.ingest.poller import Poller
 from gateway.ingest.selfread import SelfReads
 from gateway.settings import DlmsMeterConfig
 from gateway.status import StatusView, gateway_status
+from gateway.store import Store
 from gateway.store.sqlite import SqliteStore
 
 _log = log.get("edge.agent")
@@ -46,6 +47,7 @@ class Agent:
         self.outbox_depth = 0
         self.outbox_alarm = False
         self.outbox_paused = False
+        self._portal: Store = self.store
 
     async def run(self, *, started: Callable[[Agent], Awaitable[None]] | None = None) -> None:
         """Run until cancelled. ``started`` is awaited once the API listens."""
@@ -54,6 +56,8 @@ class Agent:
             await self.store.open()
             stack.push_async_callback(self.store.close)
             await self._sinks()
+            if settings.api.enabled:
+                self._portal = await self._portal_store(stack)
             # The pollers' pipeline holds only their series: a manual meter's series is
             # restored from the store at each self-read (another process may write it).
             pipeline = await Pipeline.open(self.store, self.assembly.polled_series())
@@ -110,6 +114,27 @@ class Agent:
         for sink, cfg in zip(build_sinks(config), config.settings.sinks, strict=True):
             self.deliveries.append(Delivery(self.store, sink, batch_size=cfg.batch_lines))
 
+    async def _portal_store(self, stack: AsyncExitStack) -> Store:
+        """The local store, or with api.backend naming an InfluxDB sink, InfluxDB for
+        intervals and daily usage (gateway.store.portal)."""
+        config = self.assembly.config
+        backend = config.settings.api.backend
+        if backend == "sqlite":
+            return self.store
+        from gateway.sinks.influx_sink import influx_auth
+        from gateway.store.influx import InfluxReader
+        from gateway.store.portal import InfluxPortalStore
+
+        i, sink = next((i, s) for i, s in enumerate(config.settings.sinks)
+                       if s.name == backend)
+        reader = InfluxReader(sink.url, sink.database,
+                              auth=influx_auth(config, sink, f"sinks[{i}]"),
+                              retention_policy=sink.retention_policy)
+        portal = InfluxPortalStore(self.store, reader)
+        await portal.open()
+        stack.push_async_callback(portal.close)
+        return portal
+
     async def status(self) -> StatusView:
         live = {d.sink.name: d.stats for d in self.deliveries}
         return await gateway_status(self.store, self.assembly.config.settings.outbox, live)
@@ -149,7 +174,7 @@ class Agent:
                          token: str | None) -> None:
         # The socket is bound by us rather than by uvicorn, which would exit the process.
         self.api_port = int(sock.getsockname()[1])
-        app = create_app(self.store, operator_token=token, self_reads=self.self_reads,
+        app = create_app(self._portal, operator_token=token, self_reads=self.self_reads,
                          daily_limits=self.assembly.daily_limits(), status=self.status)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)

@@ -80,6 +80,9 @@ class ApiSection(_Model):
     #: variable or this file; with neither, the operator routes are off.
     operator_token_env: str | None = None
     operator_token_file: Path | None = None
+    #: Where the portal reads intervals and daily usage: the local store ("sqlite"), or
+    #: the name of an InfluxDB sink (the production store the outbox delivers to).
+    backend: Annotated[str, Field(min_length=1)] = "sqlite"
 
 
 class RulesSection(_Model):
@@ -547,6 +550,15 @@ class Settings(_Model):
     #: Where stored intervals are delivered besides the local store (the outbox).
     sinks: list[SinkConfig] = []
     outbox: OutboxSection = OutboxSection()
+
+    @model_validator(mode="after")
+    def _portal_backend(self) -> Settings:
+        names = [s.name for s in self.sinks]
+        if self.api.backend != "sqlite" and self.api.backend not in names:
+            raise _Fixable(f"api.backend {self.api.backend!r} is neither \"sqlite\" nor a "
+                           "sink", "use \"sqlite\" or the name of a [[sinks]] entry: "
+                           + (", ".join(names) or "none is configured"), "api.backend")
+        return self
 
     @field_validator("sinks")
     @classmethod
