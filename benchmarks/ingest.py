@@ -32,7 +32,7 @@ from gateway.drivers.modbus.plan import PlannedPoint, ReadBlock
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.series import SeriesConfig
 from gateway.model import Kind, Reading
-from gateway.profiles import load_profiles
+from gateway.profiles import modbus_profiles
 from gateway.settings import DEFAULT_PROFILES_DIR
 from gateway.store.sqlite import CACHE_KIB, SqliteStore
 
@@ -56,7 +56,7 @@ def make_registers(meters: int, days: int, seed: int = 7) -> list[tuple[int, dat
 
 async def pipeline_run(path: Path, regs: list[tuple[int, datetime, list[int]]], meters: int,
                        batch: int) -> tuple[float, int]:
-    profile = load_profiles(DEFAULT_PROFILES_DIR)["eastron_sdm630"]
+    profile = modbus_profiles(DEFAULT_PROFILES_DIR)["eastron_sdm630"]
     point = next(p for p in profile.points if p.channel == CHANNEL)
     store = SqliteStore(path)
     await store.open()

@@ -82,7 +82,7 @@ from gateway.drivers.modbus.rtu import LineSettings
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.poller import Poller, next_tick
 from gateway.model import Kind, Reading
-from gateway.profiles import DeviceProfile, load_profiles
+from gateway.profiles import DeviceProfile, modbus_profiles
 from gateway.settings import load_config
 from gateway.sim import MeterSpec
 from gateway.sim.rtu_bus import Faults, RtuBus, serve_rtu_bus
@@ -108,7 +108,7 @@ def energy_only(profile: DeviceProfile) -> DeviceProfile:
 
 def lineup() -> list[tuple[int, DeviceProfile]]:
     """(unit id, profile) of the 13 meters on every bus; the suspect last."""
-    profiles = load_profiles()
+    profiles = modbus_profiles()
     units = [(i + 1, energy_only(profiles[name])) for i, name in enumerate(HEALTHY * 2)]
     return [*units, (SUSPECT_UNIT, energy_only(profiles["eastron_sdm630"]))]
 
@@ -213,7 +213,11 @@ async def flap(sim: RtuBus) -> None:
 
 
 def with_energy_profiles(assembly: Assembly) -> list[MeterPlan]:
-    return [replace(plan, profile=energy_only(plan.profile)) for plan in assembly.meters]
+    out = []
+    for plan in assembly.meters:
+        assert isinstance(plan.profile, DeviceProfile)  # the bench's meters are Modbus
+        out.append(replace(plan, profile=energy_only(plan.profile)))
+    return out
 
 
 async def run(seconds: float, baud: int, load: float) -> tuple[list[Outcome], float, int]:

@@ -25,7 +25,7 @@ from gateway.drivers.modbus.driver import ModbusDriver
 from gateway.drivers.modbus.rtu import LineSettings
 from gateway.drivers.modbus.rtu_client import RtuRegisterClient
 from gateway.drivers.modbus.serial_link import SerialStream
-from gateway.profiles import DeviceProfile, load_profiles
+from gateway.profiles import DeviceProfile, modbus_profiles
 from gateway.sim import MeterSpec
 from gateway.sim.rtu_bus import serve_rtu_bus
 
@@ -62,7 +62,7 @@ async def measure(profile: DeviceProfile, baud: int) -> tuple[int, float, float]
 
 
 async def main() -> None:
-    profiles = (load_profiles()["eastron_sdm630"], scattered("scattered quick", 0, 0),
+    profiles = (modbus_profiles()["eastron_sdm630"], scattered("scattered quick", 0, 0),
                 scattered("scattered slow", 60, 40))
     worst = 0.0
     print(f"{'map':<16}{'baud':>7}{'requests':>10}{'poll':>12}{'floor':>12}{'ratio':>8}")

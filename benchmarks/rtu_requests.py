@@ -21,7 +21,7 @@ from fractions import Fraction
 from gateway.drivers.modbus.plan import MODBUS_MAX_REGISTERS, ReadBlock, plan_reads
 from gateway.drivers.modbus.rtu import LineSettings
 from gateway.model import Kind, Unit
-from gateway.profiles import DeviceProfile, PointSpec, load_profiles
+from gateway.profiles import DeviceProfile, PointSpec, modbus_profiles
 
 _MS = Fraction(1, 1000)
 
@@ -31,7 +31,7 @@ def scattered(name: str, turnaround_ms: int, inter_request_ms: int) -> DevicePro
     registers between them, the kind of map where a fixed gap rule goes wrong: on a
     quick device it reads up to 50 unused registers where a new request costs less;
     on a slow one it sends a new request where reading 60 more registers costs less."""
-    sdm = load_profiles()["eastron_sdm630"]
+    sdm = modbus_profiles()["eastron_sdm630"]
     addresses = [0, 4, 26, 30, 80, 84, 146, 150, 242, 246, 270, 274, 340, 344, 346]
     points = tuple(
         PointSpec(channel=f"0.0.{i}.7.0.255", address=a, table="input", type="float32",
@@ -81,7 +81,7 @@ def planned(blocks: tuple[ReadBlock, ...]) -> list[tuple[str, int]]:
 def main() -> None:
     print(f"{'map':<16}{'baud':>7}  {'planner':>16}  {'one per value':>16}  "
           f"{'fixed 50 gap':>16}   (requests, line floor per poll)")
-    profiles = (load_profiles()["eastron_sdm630"], scattered("scattered quick", 0, 0),
+    profiles = (modbus_profiles()["eastron_sdm630"], scattered("scattered quick", 0, 0),
                 scattered("scattered slow", 60, 40))
     fewer = lowest = True
     more_than_fixed: list[str] = []
