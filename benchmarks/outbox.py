@@ -132,8 +132,7 @@ async def deliver_run(backlog: Path, work: Path, url: str, database: str,
     await sink.open()  # creates the database: not timed
     delivery = Delivery(store, sink, batch_size=BATCH)
     t0 = time.perf_counter()
-    while await delivery.drain_once():
-        pass
+    await delivery.drain()
     elapsed = time.perf_counter() - t0
     await sink.close()
     left = (await store.outbox_status())[0].depth

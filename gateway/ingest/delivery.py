@@ -86,7 +86,7 @@ class Delivery:
         try:
             while True:
                 try:
-                    sent = await self.drain_once()
+                    sent = await self.drain()
                 except SinkError as exc:
                     await self._failed(exc)
                     continue
@@ -101,11 +101,30 @@ class Delivery:
         finally:
             await self.sink.close()
 
+    async def drain(self) -> int:
+        """Deliver batch after batch until the queue is empty; the number of entries
+        covered. The next batch is read while the sink writes this one (the read is
+        the store's thread and the sink's server at work, this one mostly waits), and
+        each batch is acknowledged only after the sink has confirmed it."""
+        total = 0
+        entries = await self.store.outbox_batch(self.sink.name, self.batch_size)
+        while entries:
+            ahead = asyncio.ensure_future(self.store.outbox_batch(
+                self.sink.name, self.batch_size, after=entries[-1].seq))
+            try:
+                total += await self._deliver(entries)
+            except BaseException:
+                _discard(ahead)  # read again from the position once the sink is back
+                raise
+            entries = await ahead
+        return total
+
     async def drain_once(self) -> int:
         """Deliver one batch; the number of entries it covered (0: nothing queued)."""
         entries = await self.store.outbox_batch(self.sink.name, self.batch_size)
-        if not entries:
-            return 0
+        return await self._deliver(entries) if entries else 0
+
+    async def _deliver(self, entries: list[OutboxEntry]) -> int:
         began = time.perf_counter()
         refused = await self.sink.deliver([e.interval for e in entries])
         elapsed = time.perf_counter() - began
@@ -134,6 +153,12 @@ class Delivery:
                 await self.store.outbox_failed(self.sink.name, str(exc))
         delay = min(2.0 ** (self._failures - 1), self.max_backoff_s)
         await asyncio.sleep(delay * (0.75 + 0.5 * random.random()))
+
+
+def _discard(read: asyncio.Future[list[OutboxEntry]]) -> None:
+    """Drop a batch read ahead that will not be delivered (its failure included)."""
+    if not read.cancel() and not read.cancelled():
+        read.exception()
 
 
 def _quarantined(sink: str, entry: OutboxEntry, reason: str) -> QuarantineItem:

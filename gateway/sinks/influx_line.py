@@ -67,10 +67,10 @@ class LineEncoder:
 
     def __init__(self, measurement: str = MEASUREMENT) -> None:
         self._measurement = escape_measurement(measurement)
-        self._prefix: dict[tuple[str, str, str], str] = {}
+        self._prefix: dict[tuple[str, str, Unit], str] = {}
 
     def _series_prefix(self, r: IntervalReading) -> str:
-        key = (r.meter_id, r.channel, str(r.unit))
+        key = (r.meter_id, r.channel, r.unit)
         prefix = self._prefix.get(key)
         if prefix is None:
             tags = {"channel": r.channel, "meter_id": r.meter_id, "unit": str(r.unit)}
@@ -83,6 +83,20 @@ class LineEncoder:
         return prefix
 
     def encode(self, r: IntervalReading) -> bytes:
+        # Every delivered interval passes here: the common case (a whole-second UTC
+        # start, every integer inside int64) is one test and one f-string; anything
+        # else takes the careful path, which names the problem.
+        start, value, raw, flags, length = r.start, r.value, r.raw, r.flags, r.length_s
+        if (start.microsecond or start.tzinfo is None or not _INT64[0] <= value <= _INT64[1]
+                or not _INT64[0] <= flags <= _INT64[1] or not 0 <= length <= _INT64[1]
+                or (raw is not None and not _INT64[0] <= raw <= _INT64[1])):
+            return self._encode_checked(r)
+        prefix = self._prefix.get((r.meter_id, r.channel, r.unit)) or self._series_prefix(r)
+        raw_field = "" if raw is None else f"raw={raw}i,"
+        return (f"{prefix} flags={flags}i,length_s={length}i,quality={int(r.quality)}i,"
+                f"{raw_field}value={value}i {int(start.timestamp())}").encode()
+
+    def _encode_checked(self, r: IntervalReading) -> bytes:
         if r.start.tzinfo is None:
             raise DataError("start has no UTC offset", source=_where(r))
         if r.start.microsecond:

@@ -59,6 +59,9 @@ BATCH_SQL = ("SELECT o.seq, o.queued_at, s.meter_id, s.channel, s.unit, s.interv
              "JOIN interval AS i ON i.series = o.series AND i.start = o.start "
              "WHERE o.seq > ? ORDER BY o.seq LIMIT ?")
 
+_UNITS = {u.value: u for u in Unit}
+_QUALITIES = {int(q): q for q in Quality}
+
 #: How quickly the delivery rate follows a change (an exponential moving average per
 #: acknowledged batch).
 _RATE_WEIGHT = 0.3
@@ -123,19 +126,37 @@ def queue_one(conn: sqlite3.Connection, series: int, start: int, now_ms: int) ->
                  (series, start, now_ms))
 
 
-def next_batch(conn: sqlite3.Connection, sink: str, limit: int) -> list[OutboxEntry]:
-    """The sink's next entries, in queue order, each with the interval as stored now."""
-    row = conn.execute("SELECT delivered FROM sink WHERE name = ?", (sink,)).fetchone()
-    if row is None:
-        return []
+def next_batch(conn: sqlite3.Connection, sink: str, limit: int, *,
+               after: int | None = None) -> list[OutboxEntry]:
+    """The sink's next entries, in queue order, each with the interval as stored now:
+    those after its position, or after ``after`` (a batch read ahead while the one
+    before it is still being delivered)."""
+    if after is None:
+        row = conn.execute("SELECT delivered FROM sink WHERE name = ?", (sink,)).fetchone()
+        if row is None:
+            return []
+        after = row[0]
+    # The hot path of a drain (every queued interval passes here): the instants, units
+    # and qualities repeat across a batch (one write queues many series at the same
+    # starts, with one queued_at), so each distinct one is built once.
+    starts: dict[int, datetime] = {}
+    queued_at: dict[int, datetime] = {}
     out: list[OutboxEntry] = []
+    append = out.append
     for seq, queued, meter, channel, unit, length, start, value, quality, flags, raw in \
-            conn.execute(BATCH_SQL, (row[0], limit)):
+            conn.execute(BATCH_SQL, (after, limit)):
+        at = starts.get(start)
+        if at is None:
+            at = starts[start] = datetime.fromtimestamp(start, UTC)
+        when = queued_at.get(queued)
+        if when is None:
+            when = queued_at[queued] = _at(queued) or at
+        kind = _QUALITIES.get(quality)
         interval = IntervalReading(
-            meter_id=meter, channel=channel, start=datetime.fromtimestamp(start, UTC),
-            length_s=length, value=value, unit=Unit(unit), quality=Quality(quality),
-            flags=flags, raw=raw)
-        out.append(OutboxEntry(seq=seq, interval=interval, queued_at=_at(queued) or interval.start))
+            meter_id=meter, channel=channel, start=at, length_s=length, value=value,
+            unit=_UNITS.get(unit) or Unit(unit), quality=Quality(quality) if kind is None
+            else kind, flags=flags, raw=raw)
+        append(OutboxEntry(seq=seq, interval=interval, queued_at=when))
     return out
 
 

@@ -470,8 +470,10 @@ class SqliteStore:
         self._queue = bool(names)
         return dropped
 
-    async def outbox_batch(self, sink: str, limit: int) -> list[outbox.OutboxEntry]:
-        return await self._read(lambda c: outbox.next_batch(c, sink, limit))
+    async def outbox_batch(self, sink: str, limit: int, *, after: int | None = None
+                           ) -> list[outbox.OutboxEntry]:
+        """The sink's next entries after its position (or after ``after``)."""
+        return await self._read(lambda c: outbox.next_batch(c, sink, limit, after=after))
 
     async def outbox_ack(self, sink: str, upto: int, delivered: int,
                          rejected: Sequence[QuarantineItem], elapsed_s: float) -> None:
