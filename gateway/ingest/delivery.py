@@ -82,8 +82,8 @@ class Delivery:
         self._wake.set()
 
     async def run(self) -> None:
-        await self.sink.open()
         try:
+            await self._open()
             while True:
                 try:
                     sent = await self.drain()
@@ -100,6 +100,17 @@ class Delivery:
                     pass
         finally:
             await self.sink.close()
+
+    async def _open(self) -> None:
+        """Open the sink, retrying like a failed delivery: a sink that cannot be reached
+        at start (InfluxDB not up yet, its CREATE DATABASE failing) must not stop the
+        gateway, whose pollers only write to the store."""
+        while True:
+            try:
+                await self.sink.open()
+                return
+            except SinkError as exc:
+                await self._failed(exc)
 
     async def drain(self) -> int:
         """Deliver batch after batch until the queue is empty; the number of entries
