@@ -94,6 +94,12 @@ class Broker:
         self.stop()
         self.start()
 
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files (what ``systemctl reload``
+        does), re-checking the clients already connected."""
+        assert self._proc is not None, "broker is not running"
+        self._proc.send_signal(signal.SIGHUP)
+
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
 

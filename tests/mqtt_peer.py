@@ -34,6 +34,7 @@ class Peer:
         self.port = broker.port
         self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self.session_present = False
+        self.disconnected = threading.Event()
         self._connack: queue.Queue[ReasonCode] = queue.Queue()
         self._acks: dict[int, list[ReasonCode]] = {}
         self._ack_seen = threading.Condition()
@@ -48,6 +49,7 @@ class Peer:
         c.on_subscribe = self._on_subscribe
         c.on_publish = self._on_publish
         c.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        c.on_disconnect = lambda *_args: self.disconnected.set()
         self.client = c
 
     # paho callbacks (its network thread)

@@ -28,7 +28,7 @@ from tests.mqtt_peer import Peer, connected
 
 REPO = Path(__file__).resolve().parents[2]
 ACL = (REPO / "config" / "mosquitto" / "acl").read_text()
-USERS = {"edge-a": "pw-a", "edge-b": "pw-b", "ingest": "pw-ingest"}
+USERS = {"edge-a": "pw-a", "edge-b": "pw-b", "ingest": "pw-ingest", "+": "plus"}
 NOT_AUTHORIZED = 135
 QUIET_S = 0.3  # how long "nothing arrives" is watched, after a later message proved delivery
 
@@ -207,3 +207,35 @@ def test_shipped_broker_config_loads_in_mosquitto(tmp_path: Path) -> None:
     finally:
         edge.close()
         shipped.stop()
+
+
+def test_a_username_with_a_wildcard_gets_no_pattern_rights(broker: Broker) -> None:
+    """Why edge ids exclude '+': "ami/v1/%u/intervals" would become a wildcard over all
+    edges. Mosquitto 2.0 denies pattern access to such names; this pins that it still does."""
+    with login(broker, "+", "plus") as plus:
+        assert plus.publish(intervals_topic("edge-a"), b"x").value == NOT_AUTHORIZED
+        assert plus.publish("ami/v1/+/intervals".replace("+", "edge-b"), b"x").value \
+            == NOT_AUTHORIZED
+
+
+def test_rotated_password_takes_effect_on_reload(tmp_path: Path) -> None:
+    """The rotation procedure in mosquitto.conf: new password file, reload, edge reconnects."""
+    with running_mosquitto(tmp_path, users={"edge-a": "old"}, acl=ACL) as broker:
+        edge = Peer(broker, "edge-a", "old", client_id="edge-a", clean_start=False,
+                    session_expiry_s=3600)
+        try:
+            assert not edge.connect().is_failure
+            (tmp_path / "passwd").write_text(password_line("edge-a", "new"))
+            broker.reload()
+            # Mosquitto re-checks connected clients against the new file and drops this one.
+            assert edge.disconnected.wait(2.0), broker.log()[-1000:]
+        finally:
+            edge.close()
+        stale = Peer(broker, "edge-a", "old", client_id="edge-a")
+        try:
+            assert stale.connect().is_failure
+        finally:
+            stale.close()
+        with connected(broker, "edge-a", "new", client_id="edge-a", clean_start=False,
+                       session_expiry_s=3600) as renewed:
+            assert renewed.session_present  # its session (and queued acks) kept
