@@ -117,7 +117,7 @@ async def stored(store: SqliteStore, plan: Plan, meter: str) -> list[IntervalRea
                                  plan.now() + timedelta(days=1))
 
 
-async def in_influx(url: str, database: str) -> dict[str, list[tuple[int, int, int, int]]]:
+async def in_influx(url: str, database: str) -> dict[str, list[tuple[object, ...]]]:
     """Per meter: (start, value, quality, flags) of every point, oldest first."""
     http = InfluxHttp(url, database)
     await http.open()
@@ -127,8 +127,9 @@ async def in_influx(url: str, database: str) -> dict[str, list[tuple[int, int, i
         [counts] = await http.query('SELECT count("value") FROM "interval"')
     finally:
         await http.close()
-    out = {s.tags["meter_id"]: [tuple(row) for row in s.values]  # type: ignore[misc]
-           for s in result.series if s.tags is not None}
+    out: dict[str, list[tuple[object, ...]]] = {
+        s.tags["meter_id"]: [tuple(row) for row in s.values]
+        for s in result.series if s.tags is not None}
     [[_, total]] = counts.series[0].values
     assert total == sum(len(rows) for rows in out.values())
     return out

@@ -24,7 +24,7 @@ from gateway.clock import ScaledClock
 from gateway.ingest.delivery import Delivery, Sink
 from gateway.ingest.pipeline import Pipeline
 from gateway.model import IntervalReading, Quality
-from gateway.profiles import load_profiles
+from gateway.profiles import DeviceProfile, load_profiles
 from gateway.settings import DEFAULT_PROFILES_DIR, load_config
 from gateway.sim import MeterSpec, serve_meters
 from gateway.sim.dlms_link import serve_dlms
@@ -63,7 +63,7 @@ async def until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 10.
         await asyncio.sleep(0.02)
 
 
-async def in_influx(url: str, database: str) -> dict[tuple[str, str], list[tuple[int, ...]]]:
+async def in_influx(url: str, database: str) -> dict[tuple[str, str], list[tuple[object, ...]]]:
     """Per (meter, channel): (start, value, quality, flags) of every point, oldest first."""
     http = InfluxHttp(url, database)
     await http.open()
@@ -72,11 +72,13 @@ async def in_influx(url: str, database: str) -> dict[tuple[str, str], list[tuple
                                     'GROUP BY "meter_id", "channel"')
     finally:
         await http.close()
-    return {(s.tags["meter_id"], s.tags["channel"]): [tuple(r) for r in s.values]  # type: ignore[misc]
-            for s in result.series if s.tags is not None}
+    points: dict[tuple[str, str], list[tuple[object, ...]]] = {
+        (s.tags["meter_id"], s.tags["channel"]): [tuple(r) for r in s.values]
+        for s in result.series if s.tags is not None}
+    return points
 
 
-def as_points(rows: Sequence[IntervalReading]) -> list[tuple[int, ...]]:
+def as_points(rows: Sequence[IntervalReading]) -> list[tuple[object, ...]]:
     return [(int(iv.start.timestamp()), iv.value, int(iv.quality), iv.flags) for iv in rows]
 
 
@@ -253,7 +255,9 @@ async def test_a_full_outbox_pauses_dlms_keeps_billing_and_catches_up(tmp_path: 
     clock = ScaledClock(DAY + timedelta(hours=10, minutes=7), speed=3600)
     gate = TcpGate(port_of(influx))  # not open yet: InfluxDB's port is closed
     dlms_spec = DlmsMeterSpec("DLMS-1", serial="40001234", start_energy_wh=7_000_000)
-    modbus_spec = MeterSpec(meter_id="MB-1", profile=PROFILES["eastron_sdm630"],
+    modbus_profile = PROFILES["eastron_sdm630"]
+    assert isinstance(modbus_profile, DeviceProfile)
+    modbus_spec = MeterSpec(meter_id="MB-1", profile=modbus_profile,
                             start_energy_wh=5_000_000)
     async with serve_dlms([dlms_spec], clock, medium="tcp") as dlms, \
             serve_meters([modbus_spec], clock) as [modbus]:
