@@ -38,6 +38,8 @@ def _kind_of(raw: object) -> str:
         return "a list"
     if isinstance(raw, dict):
         return "an object"
+    if isinstance(raw, Decimal):
+        return f"a number ({raw})"
     return type(raw).__name__
 
 
