@@ -11,9 +11,11 @@ times are seeded: the seed is printed, and ``AMI_CRASH_SEED`` replays it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
+import sqlite3
 import sys
 import time
 from dataclasses import asdict
@@ -167,8 +169,9 @@ async def crash_run(tmp_path: Path, url: str, plan: Plan, kills: int) -> None:
             [sink] = await store.outbox_status()
             # Every queued entry acknowledged exactly once (a batch sent again after a
             # kill between InfluxDB's answer and the acknowledgement counts once).
-            queued = await store._read(lambda c: c.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0])
+            with contextlib.closing(sqlite3.connect(store.path)) as conn:
+                [queued] = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
             assert sink.depth == 0 and sink.quarantined == 0
             assert sink.delivered_total == queued
         finally:

@@ -11,6 +11,8 @@ InfluxDB is reachable drains, reads the DLMS meter again and catches up what it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,12 +88,16 @@ async def depth(store: SqliteStore) -> int:
     return max((s.depth for s in await store.outbox_status()), default=0)
 
 
-async def queued_total(store: SqliteStore) -> int:
-    def q(conn):  # type: ignore[no-untyped-def]
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-        return 0 if row is None else int(row[0])
+def count(store: SqliteStore, sql: str) -> int:
+    """One number from the store's file, read beside the store's own connections."""
+    with contextlib.closing(sqlite3.connect(store.path)) as conn:
+        row = conn.execute(sql).fetchone()
+    return 0 if row is None else int(row[0])
 
-    return int(await store._read(q))
+
+async def queued_total(store: SqliteStore) -> int:
+    """How many entries were ever queued (the last queue number handed out)."""
+    return count(store, "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
 
 
 # -- InfluxDB down for a while ---------------------------------------------------------
@@ -354,7 +360,4 @@ async def stored(store: SqliteStore, meter: str, channel: str = CH) -> list[Inte
 
 async def queued_total_distinct(store: SqliteStore) -> int:
     """How many distinct intervals the store holds (each one InfluxDB point)."""
-    def q(conn):  # type: ignore[no-untyped-def]
-        return int(conn.execute("SELECT count(*) FROM interval").fetchone()[0])
-
-    return int(await store._read(q))
+    return count(store, "SELECT count(*) FROM interval")
