@@ -61,6 +61,8 @@ def test_scale_is_exact() -> None:
     ({"channels": [{**CHANNEL, "scale": "0"}]}, "codec_options.channels[0].scale", "non-zero"),
     ({"channels": [{**CHANNEL, "scale": "abc"}]}, "codec_options.channels[0].scale",
      "not a decimal"),
+    ({"channels": [{**CHANNEL, "scale": "-1"}]}, "codec_options.channels[0].scale",
+     "negative scale"),
     ({"channels": [{**CHANNEL, "unit": "W"}]}, "codec_options.channels[0].kind",
      "cumulative register counts energy"),
     ({"channels": [{**CHANNEL, "unit_path": "u"}]}, "codec_options.channels[0].unit",

@@ -181,6 +181,9 @@ def test_future_timestamps_are_kept_for_validation() -> None:
     (JSON_PAYLOAD.replace(b'"ts":"2026-03-01T13:00:00+01:00",', b""), "ts: missing"),
     (JSON_PAYLOAD.replace(b'"unit":"w"', b'"unit":"horsepower"'),
      "readings.0.unit: 'horsepower' is not a known unit"),
+    (JSON_PAYLOAD.replace(b'"unit":"w"', b'"unit":"mW"'),
+     "readings.0.unit: 'mW' is not a known unit"),  # milli, not mega
+    (JSON_PAYLOAD.replace(b'"unit":"w"', b'"unit":5'), "readings.0.unit: Decimal('5') is not"),
     (JSON_PAYLOAD.replace(b'"serial":"A1B2"', b'"serial":false'),
      "serial: a boolean (false) where a serial number is due"),
     (b"[1, 2, 3]", "ts: missing"),
@@ -251,6 +254,13 @@ def test_tasmota_named_meter_phases_and_dst_fold() -> None:
     assert rows["1.0.76.7.0.255"].value == Decimal("-3.5")
     assert rows["1.0.32.7.0.255"].unit is Unit.V
     assert rows[SERIAL_NUMBER].value == Decimal(12345678)  # digits stay digits
+
+
+def test_tasmota_local_time_in_the_spring_gap_takes_the_offset_before_it() -> None:
+    c = codec("tele/{meter_id}/SENSOR", "tasmota_sml", {"timezone": "Europe/Berlin"})
+    payload = TASMOTA_SENSOR.replace(b"2026-03-01T12:00:00", b"2026-03-29T02:30:00")
+    rows = c.decode("tele/h/SENSOR", payload, NOW)
+    assert rows[0].at == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # read as +01:00
 
 
 def test_tasmota_custom_keys_and_gateway_time() -> None:

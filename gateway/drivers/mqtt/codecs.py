@@ -44,7 +44,9 @@ __all__ = [
 ]
 
 _METER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-#: Unit texts as payloads write them, case-insensitively (Tasmota scripts say "KWh").
+#: Unit texts as payloads write them: exactly, or in another case (Tasmota scripts say
+#: "KWh") unless the text starts with a lower-case m: "mWh" is not MWh.
+_UNIT_EXACT = {unit.value: unit for unit in Unit}
 _UNIT_TEXT = {unit.value.lower(): unit for unit in Unit}
 
 
@@ -187,10 +189,13 @@ class JsonMapCodec(_Base):
 
 
 def _unit(raw: object, field: str, topic: str) -> Unit:
-    if not isinstance(raw, str) or raw.strip().lower() not in _UNIT_TEXT:
+    text = raw.strip() if isinstance(raw, str) else ""
+    unit = _UNIT_EXACT.get(text) or (None if text.startswith("m") else
+                                     _UNIT_TEXT.get(text.lower()))
+    if unit is None:
         shown = repr(raw)[:40] if raw is not MISSING else "missing"
         raise DataError(f"{field}: {shown} is not a known unit", source=topic)
-    return _UNIT_TEXT[raw.strip().lower()]
+    return unit
 
 
 #: Tasmota without time synchronisation reports 1970: a Time this early is a clock

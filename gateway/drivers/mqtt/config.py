@@ -158,6 +158,10 @@ def _check_unit(channel: str, unit: Unit | None, unit_path: str | None, kind: st
     if kind == "cumulative" and unit is not None and unit not in ENERGY_UNITS:
         raise Fixable(f"a cumulative register counts energy or pulses, not {unit}",
                       'use kind = "instant" or an energy unit', "kind")
+    if kind == "cumulative" and scale < 0:
+        raise Fixable("a cumulative register cannot have a negative scale",
+                      "give a positive scale (a negative one only suits instant values)",
+                      "scale")
 
 
 class ChannelMap(SmlKey):
