@@ -194,5 +194,6 @@ async def test_kill9_at_random_loses_and_duplicates_nothing(tmp_path: Path, infl
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("AMI_SOAK"), reason="a soak of minutes: AMI_SOAK=1")
+@pytest.mark.timeout(1200)
 async def test_kill9_soak(tmp_path: Path, influx: str) -> None:
     await crash_run(tmp_path, influx, Plan(meters=20, reads=5000, pace_ms=15), kills=200)
