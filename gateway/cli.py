@@ -455,6 +455,30 @@ async def _self_read(cfg: LoadedConfig, meter: str, value: str, channel: str | N
 
 
 @app.command()
+def ingest(
+    config: ConfigOpt,
+    worker: Annotated[int, typer.Option(
+        min=0, help="Worker number: the broker client id is <client_id_prefix>-<N>")] = 0,
+) -> None:
+    """Central ingest: store the edges' interval batches from the broker, ack each after
+    the commit. Runs until SIGTERM (exit 0) or SIGINT (exit 130)."""
+    from gateway.ingest.central_run import run_ingest
+
+    cfg = _config(config)
+    _configure_logs(cfg)
+    try:
+        code = _run(run_ingest(cfg, worker=worker))
+    except ConfigError as exc:
+        _config_failed(exc)
+        return
+    except GatewayError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option(help="Portal port on 127.0.0.1")] = 8080,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second")] = 1440.0,

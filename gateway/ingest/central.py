@@ -1,0 +1,288 @@
+"""The central ingest worker: edges' interval batches from the broker into the store.
+
+One loop: take the messages waiting (a few ms' worth, bounded in count and bytes),
+decode each (``central_decode``), write every message's intervals *and* the
+quarantined messages in one store transaction, then publish each batch's ack. An ack
+is only ever published after the commit that holds its intervals (the uplink
+contract's guarantee); the store is idempotent on (meter, channel, start), so a batch
+an edge sends twice changes nothing the second time and is simply acked again.
+
+Nothing a message contains can stop the worker: a message unusable as a whole is
+quarantined with its reason and the topic as its source (and acked with every
+interval rejected when its batch id can be read); single bad intervals are rejected in
+the ack. Only the store failing stops acking: the group is retried with backoff, the
+worker keeps running, and the edges resend anything unacked in the meantime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gateway import log
+from gateway.errors import ConfigError, SinkError
+from gateway.ingest.central_decode import Decoded, Malformed, decode_batch, encode_ack
+from gateway.ingest.central_link import BrokerLink, Received
+from gateway.model import IntervalReading
+from gateway.mqtt_names import edge_of_intervals_topic
+from gateway.store import QuarantineItem, SeriesInfo
+from gateway.store.sqlite import SqliteStore
+
+__all__ = ["CentralIngest", "Counters", "IngestTarget", "SqliteTarget"]
+
+_log = log.get("gateway.ingest.central")
+#: Quarantined payloads are kept up to this many characters (a 1 MiB attack stays small).
+QUARANTINE_CHARS = 16_384
+SOURCE = "mqtt:"
+
+
+class IngestTarget(Protocol):
+    """Where the intervals go. ``write`` returns the refused ones by index, with the
+    reason; it raises SinkError when nothing was stored."""
+
+    async def write(self, readings: Sequence[IntervalReading],
+                    quarantine: Sequence[QuarantineItem]) -> list[tuple[int, str]]: ...
+
+
+class SqliteTarget:
+    """The central's SQLite store: intervals and quarantine in one transaction (the
+    store's outbox queues them for the central's own sinks in the same one)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    async def write(self, readings: Sequence[IntervalReading],
+                    quarantine: Sequence[QuarantineItem]) -> list[tuple[int, str]]:
+        await self.store.write_intervals(readings, quarantine=quarantine)
+        return []
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    batches: int = 0
+    acked: int = 0
+    stored: int = 0
+    rejected: int = 0
+    quarantined: int = 0
+    store_failures: int = 0
+    groups: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Group:
+    """One store transaction's worth: readings, quarantine and the acks it owes."""
+
+    readings: list[IntervalReading] = field(default_factory=list)
+    #: Per reading: (ack #, interval index in its batch, the series as the batch declared it)
+    owner: list[tuple[int, int, SeriesInfo]] = field(default_factory=list)
+    quarantine: list[QuarantineItem] = field(default_factory=list)
+    acks: list[tuple[str, str, int, list[tuple[int, str]]]] = field(default_factory=list)
+
+
+class CentralIngest:
+    def __init__(self, link: BrokerLink, target: IngestTarget, *, registry: SqliteStore | None,
+                 batch_ms: float = 5.0, max_batch_messages: int = 500,
+                 max_batch_bytes: int = 8 << 20, max_backoff_s: float = 30.0) -> None:
+        self.link = link
+        self.target = target
+        #: Where each batch's series are declared before writing (None: the target
+        #: needs no declaration, e.g. InfluxDB).
+        self.registry = registry
+        self.batch_s = batch_ms / 1000
+        self.max_messages = max_batch_messages
+        self.max_bytes = max_batch_bytes
+        self.max_backoff_s = max_backoff_s
+        self.counters = Counters()
+        #: Series declarations the store refused (another grid, timezone or unit).
+        self._conflicts: dict[SeriesInfo, str] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set; then the messages already received are stored and acked."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                waiting = asyncio.ensure_future(self.link.wait())
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiting.done():
+                    waiting.cancel()
+                    break
+                if self.batch_s and self.link.backlog < self.max_messages:
+                    await asyncio.sleep(self.batch_s)  # let a burst gather into one commit
+                await self.process(self.link.take(self.max_messages, self.max_bytes), stop)
+        finally:
+            stopping.cancel()
+
+    async def drain(self) -> None:
+        """Store and ack what is still held (after the link stopped receiving)."""
+        while self.link.backlog:
+            await self.process(self.link.take(self.max_messages, self.max_bytes), None)
+
+    async def process(self, messages: list[Received], stop: asyncio.Event | None) -> None:
+        group = _Group()
+        for msg in messages:
+            self._add(group, msg)
+        self.counters.received += len(messages)
+        await self._register(group)
+        if not await self._write(group, stop):
+            return
+        self._ack(group)
+
+    # -- decoding ---------------------------------------------------------------------
+
+    def _add(self, group: _Group, msg: Received) -> None:
+        try:
+            edge = edge_of_intervals_topic(msg.topic)
+            decoded = decode_batch(msg.payload, edge)
+        except Malformed as exc:
+            self._quarantine(group, msg, exc.reason)
+            if exc.batch is not None:
+                reason = f"batch refused: {exc.reason}"
+                group.acks.append((edge, exc.batch, exc.count,
+                                   [(i, reason) for i in range(exc.count)]))
+            return
+        except Exception as exc:  # never let a message stop the worker
+            self._quarantine(group, msg, f"unreadable: {type(exc).__name__}: {exc}")
+            return
+        self._take(group, edge, decoded)
+
+    def _take(self, group: _Group, edge: str, decoded: Decoded) -> None:
+        ack = len(group.acks)
+        rejected = list(decoded.rejected)
+        conflicts = self._conflicts
+        for item in decoded.accepted:
+            info = decoded.series[item.series]
+            conflict = conflicts.get(info) if conflicts else None
+            if conflict is not None:
+                rejected.append((item.index, conflict))
+                continue
+            group.readings.append(item.reading)
+            group.owner.append((ack, item.index, info))
+        group.acks.append((edge, decoded.batch, decoded.count, rejected))
+        self.counters.batches += 1
+
+    def _quarantine(self, group: _Group, msg: Received, reason: str) -> None:
+        text = msg.payload[:QUARANTINE_CHARS].decode("utf-8", errors="replace")
+        if len(msg.payload) > QUARANTINE_CHARS:
+            text += f"... ({len(msg.payload)} bytes)"
+        group.quarantine.append(QuarantineItem(at=datetime.now(UTC), source=SOURCE + msg.topic,
+                                               payload=text, reason=reason))
+
+    # -- storing ----------------------------------------------------------------------
+
+    async def _register(self, group: _Group) -> None:
+        """Declare each new series (idempotent). A series the store already holds with
+        another grid, timezone or unit is refused: its intervals are rejected."""
+        if self.registry is None or not group.readings:
+            return
+        refused = False
+        for info in {o[2] for o in group.owner}:
+            while True:
+                try:
+                    await self.registry.register_series(info)
+                    break
+                except ConfigError as exc:
+                    self._conflicts[info] = f"series refused: {exc}"
+                    refused = True
+                    break
+                except SinkError as exc:
+                    await self._store_failed(exc, None)
+        if refused:
+            self._drop_conflicts(group)
+
+    def _drop_conflicts(self, group: _Group) -> None:
+        keep_r: list[IntervalReading] = []
+        keep_o: list[tuple[int, int, SeriesInfo]] = []
+        for r, owner in zip(group.readings, group.owner, strict=True):
+            reason = self._conflicts.get(owner[2])
+            if reason is None:
+                keep_r.append(r)
+                keep_o.append(owner)
+            else:
+                group.acks[owner[0]][3].append((owner[1], reason))
+        group.readings, group.owner = keep_r, keep_o
+
+    async def _write(self, group: _Group, stop: asyncio.Event | None) -> bool:
+        """Write until it succeeds (True), or until stopped while the store fails."""
+        while True:
+            try:
+                refused = await self.target.write(group.readings, group.quarantine)
+                break
+            except SinkError as exc:
+                if not exc.retryable and len(group.acks) + len(group.quarantine) > 1:
+                    return await self._one_by_one(group, stop)
+                if not exc.retryable:
+                    return await self._refuse_all(group, exc, stop)
+                await self._store_failed(exc, stop)
+                if stop is not None and stop.is_set():
+                    return False
+        for j, reason in refused:
+            ack, index, _ = group.owner[j]
+            group.acks[ack][3].append((index, reason))
+        self.counters.quarantined += len(group.quarantine)
+        self.counters.groups += 1
+        return True
+
+    async def _one_by_one(self, group: _Group, stop: asyncio.Event | None) -> bool:
+        """A permanent store refusal of a group: find the message it is about by
+        writing each alone, so one poison batch cannot hold the others back."""
+        ok = True
+        for single in _split(group):
+            if await self._write(single, stop):
+                self._ack(single)
+            else:
+                ok = False
+        group.acks.clear()  # each part acked itself
+        return ok
+
+    async def _refuse_all(self, group: _Group, exc: SinkError,
+                          stop: asyncio.Event | None) -> bool:
+        """One batch the store refuses for good: quarantined and acked as rejected."""
+        reason = f"central store refused the batch: {exc}"
+        for edge, batch, _n, _ in group.acks:
+            group.quarantine.append(QuarantineItem(
+                at=datetime.now(UTC), source=f"{SOURCE}ami/v1/{edge}/intervals",
+                payload=batch, reason=reason))
+        group.acks = [(e, b, 0, [(i, reason) for i in range(n)]) for e, b, n, _ in group.acks]
+        group.readings, group.owner = [], []
+        return await self._write(group, stop)
+
+    async def _store_failed(self, exc: SinkError, stop: asyncio.Event | None) -> None:
+        self.counters.store_failures += 1
+        delay = min(self.max_backoff_s, 0.1 * 2 ** min(self.counters.store_failures, 12))
+        _log.error("store write failed; the group waits and is tried again", error=str(exc),
+                   retry_in_s=round(delay, 2))
+        if stop is None:
+            await asyncio.sleep(delay)
+            return
+        try:
+            async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
+                await stop.wait()
+        except TimeoutError:
+            pass
+
+    # -- acknowledging ----------------------------------------------------------------
+
+    def _ack(self, group: _Group) -> None:
+        for edge, batch, count, rejected in group.acks:
+            rejected.sort()
+            stored = count - len(rejected)
+            self.link.publish_ack(edge, encode_ack(batch, stored, rejected))
+            self.counters.acked += 1
+            self.counters.stored += stored
+            self.counters.rejected += len(rejected)
+
+
+def _split(group: _Group) -> list[_Group]:
+    parts = [_Group(acks=[a]) for a in group.acks]
+    for r, (ack, index, info) in zip(group.readings, group.owner, strict=True):
+        parts[ack].readings.append(r)
+        parts[ack].owner.append((0, index, info))
+    return parts + [_Group(quarantine=[q]) for q in group.quarantine]
