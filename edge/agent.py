@@ -22,6 +22,7 @@ from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.poller import Poller
 from gateway.ingest.selfread import SelfReads
 from gateway.settings import DlmsMeterConfig
+from gateway.settings_sinks import InfluxSinkConfig
 from gateway.status import StatusView, gateway_status
 from gateway.store import Store
 from gateway.store.sqlite import SqliteStore
@@ -109,10 +110,11 @@ class Agent:
                          "store only", sink=name, undelivered=left)
         if not names:
             return
-        from gateway.sinks.influx_sink import build_sinks
+        from gateway.sinks.build import batch_size, build_sinks
 
-        for sink, cfg in zip(build_sinks(config), config.settings.sinks, strict=True):
-            self.deliveries.append(Delivery(self.store, sink, batch_size=cfg.batch_lines))
+        for sink, cfg in zip(build_sinks(config, self.store), config.settings.sinks,
+                             strict=True):
+            self.deliveries.append(Delivery(self.store, sink, batch_size=batch_size(cfg)))
 
     async def _portal_store(self, stack: AsyncExitStack) -> Store:
         """The local store, or with api.backend naming an InfluxDB sink, InfluxDB for
@@ -126,7 +128,7 @@ class Agent:
         from gateway.store.portal import InfluxPortalStore
 
         i, sink = next((i, s) for i, s in enumerate(config.settings.sinks)
-                       if s.name == backend)
+                       if s.name == backend and isinstance(s, InfluxSinkConfig))
         reader = InfluxReader(sink.url, sink.database,
                               auth=influx_auth(config, sink, f"sinks[{i}]"),
                               retention_policy=sink.retention_policy)

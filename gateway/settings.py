@@ -29,7 +29,6 @@ from pydantic import (
 from gateway.errors import ConfigError
 from gateway.model import Unit
 from gateway.profiles import PROFILES_DIR
-from gateway.settings_ingest import IngestSection
 from gateway.settings_sinks import Fixable, OutboxSection, SinkConfig
 from gateway.workarounds import TcpWorkarounds, Workarounds, workaround_fix
 
@@ -551,15 +550,14 @@ class Settings(_Model):
     #: Where stored intervals are delivered besides the local store (the outbox).
     sinks: list[SinkConfig] = []
     outbox: OutboxSection = OutboxSection()
-    #: The central ingest (``ami-gateway ingest``): broker, share group, batching, target.
-    ingest: IngestSection = IngestSection()
 
     @model_validator(mode="after")
     def _portal_backend(self) -> Settings:
-        names = [s.name for s in self.sinks]
+        names = [s.name for s in self.sinks if s.kind == "influxdb"]
         if self.api.backend != "sqlite" and self.api.backend not in names:
-            raise _Fixable(f"api.backend {self.api.backend!r} is neither \"sqlite\" nor a "
-                           "sink", "use \"sqlite\" or the name of a [[sinks]] entry: "
+            raise _Fixable(f"api.backend {self.api.backend!r} is neither \"sqlite\" nor an "
+                           "InfluxDB sink", "use \"sqlite\" or the name of a [[sinks]] entry "
+                           "of kind \"influxdb\": "
                            + (", ".join(names) or "none is configured"), "api.backend")
         return self
 
@@ -665,11 +663,15 @@ def key_path(loc: tuple[int | str, ...], data: Any = None) -> str:
     return out
 
 
+#: The tags pydantic puts after ``meters[i]`` / ``sinks[i]`` (the union's discriminator).
+_TAGS = {"meters": METER_PROTOCOLS, "sinks": ("influxdb", "mqtt_uplink")}
+
+
 def _untagged(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     """The key path without the meter model's tag pydantic puts after ``meters[i]``."""
     return tuple(part for i, part in enumerate(loc)
-                 if not (part in METER_PROTOCOLS and i >= 2 and loc[i - 2] == "meters"
-                         and isinstance(loc[i - 1], int)))
+                 if not (i >= 2 and isinstance(loc[i - 1], int)
+                         and part in _TAGS.get(str(loc[i - 2]), ())))
 
 
 def _manual_fix(kind: str, key: str, fix: str) -> str:
@@ -696,7 +698,11 @@ def problems_of(exc: ValidationError, file: Path, data: Any) -> list[ConfigError
             fix = cause.fix
             if cause.key:
                 loc = (*loc, cause.key)
-        if err["type"] == "union_tag_invalid":  # an unknown [[meters]] protocol
+        if err["type"] == "union_tag_invalid" and loc[:1] == ("sinks",):
+            loc = (*loc, "kind")
+            msg = f"no sink kind {err['ctx']['tag']}"
+            fix = f"use one of: {', '.join(_TAGS['sinks'])}"
+        elif err["type"] == "union_tag_invalid":  # an unknown [[meters]] protocol
             loc = (*loc, "protocol")
             msg = f"no meter protocol {err['ctx']['tag']}"
             fix = f"use one of: {', '.join(METER_PROTOCOLS)}"

@@ -1,7 +1,8 @@
 """Config of the sinks the outbox delivers to, and of the outbox itself.
 
-``[[sinks]]`` entries name where stored intervals go besides the local store; today
-InfluxDB (the v1 ``/write`` endpoint, which InfluxDB 1.x, 2.x and 3.x accept).
+``[[sinks]]`` entries name where stored intervals go besides the local store: InfluxDB
+(``kind = "influxdb"``, the v1 ``/write`` endpoint, which InfluxDB 1.x, 2.x and 3.x
+accept) or the central site over MQTT (``kind = "mqtt_uplink"``, gateway.uplink).
 Credentials are never in the file: ``password_env`` / ``password_file`` for a v1 user,
 ``token_env`` / ``token_file`` for a 2.x/3.x token (files relative to the config).
 
@@ -16,11 +17,13 @@ meters without a memory of their own are always read and queued.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Fixable", "InfluxSinkConfig", "OutboxSection", "SinkConfig"]
+from gateway.mqtt_names import check_edge_id
+
+__all__ = ["Fixable", "InfluxSinkConfig", "OutboxSection", "SinkConfig", "UplinkSinkConfig"]
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -93,8 +96,62 @@ class InfluxSinkConfig(_Model):
         return url.rstrip("/")
 
 
-#: Every kind of sink (one today).
-SinkConfig = InfluxSinkConfig
+class UplinkSinkConfig(_Model):
+    """The central site over MQTT v5 (payload schema v1, gateway.uplink.schema): a batch
+    leaves the outbox only when the central ingest acknowledges having stored it."""
+
+    kind: Literal["mqtt_uplink"]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")] = "uplink"
+    host: Annotated[str, Field(min_length=1, pattern=r"^[^\s/@:]+$")]
+    #: 8883 with TLS, 1883 without, unless given.
+    port: Annotated[int, Field(ge=1, le=65535)]
+    #: This edge's id: its MQTT username and the level of its topics (ami/v1/<edge_id>/...).
+    edge_id: str
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    password_file: Path | None = None
+    tls: bool = True
+    #: The CA that signed the broker's certificate (PEM); the system's CAs when not given.
+    ca_file: Path | None = None
+    #: How long a batch waits for the central ingest's ack before it is sent again.
+    ack_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    #: How long the broker keeps this edge's session (its subscription and the acks
+    #: queued for it) while the edge is away.
+    session_expiry_s: Annotated[int, Field(ge=0, le=4_294_967_295)] = 86_400
+    keepalive_s: Annotated[int, Field(ge=5, le=65_535)] = 60
+    #: Intervals per message (the contract allows at most 10,000 and 1 MiB).
+    batch_intervals: Annotated[int, Field(ge=1, le=10_000)] = 5000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "port" not in data:
+            return {**data, "port": 8883 if data.get("tls", True) is not False else 1883}
+        return data
+
+    @field_validator("edge_id")
+    @classmethod
+    def _edge_id(cls, edge_id: str) -> str:
+        try:
+            return check_edge_id(edge_id)
+        except ValueError as exc:
+            raise Fixable(str(exc), "use 1 to 64 characters of A-Z a-z 0-9 _ . - "
+                          "(the broker user of this edge)") from exc
+
+    @model_validator(mode="after")
+    def _credentials(self) -> UplinkSinkConfig:
+        if self.password_env is not None and self.password_file is not None:
+            raise Fixable("both password_env and password_file are given", "keep one",
+                          "password_file")
+        if self.password_env is None and self.password_file is None:
+            raise Fixable("no password for the broker user", "add password_env (an "
+                          "environment variable holding it) or password_file", "password_env")
+        if self.ca_file is not None and not self.tls:
+            raise Fixable("ca_file without tls", "set tls = true, or drop ca_file", "ca_file")
+        return self
+
+
+#: Every kind of sink, told apart by ``kind``.
+SinkConfig = Annotated[InfluxSinkConfig | UplinkSinkConfig, Field(discriminator="kind")]
 
 
 class OutboxSection(_Model):

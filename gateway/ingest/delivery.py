@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway import log
 from gateway.errors import SinkError
@@ -31,7 +31,7 @@ from gateway.store import QuarantineItem
 from gateway.store.outbox import OutboxEntry
 from gateway.store.sqlite import SqliteStore
 
-__all__ = ["Delivery", "DeliveryStats", "Sink"]
+__all__ = ["Delivery", "DeliveryStats", "KeyedSink", "Sink"]
 
 _log = log.get("gateway.delivery")
 
@@ -50,6 +50,18 @@ class Sink(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class KeyedSink(Sink, Protocol):
+    """A sink whose store confirms each batch from afar (the MQTT uplink's ack): it gets
+    a stable id per batch, ``<first seq>-<last seq>`` of the outbox entries, the same
+    when the same entries are sent again."""
+
+    needs_batch_id: bool
+
+    async def deliver(self, batch: Sequence[IntervalReading], *,
+                      batch_id: str | None = None) -> list[tuple[int, str]]: ...
 
 
 @dataclass
@@ -137,7 +149,12 @@ class Delivery:
 
     async def _deliver(self, entries: list[OutboxEntry]) -> int:
         began = time.perf_counter()
-        refused = await self.sink.deliver([e.interval for e in entries])
+        batch = [e.interval for e in entries]
+        if isinstance(self.sink, KeyedSink) and self.sink.needs_batch_id:
+            refused = await self.sink.deliver(
+                batch, batch_id=f"{entries[0].seq}-{entries[-1].seq}")
+        else:
+            refused = await self.sink.deliver(batch)
         elapsed = time.perf_counter() - began
         rejected = [_quarantined(self.sink.name, entries[i], reason) for i, reason in refused]
         await self.store.outbox_ack(self.sink.name, entries[-1].seq,

@@ -19,7 +19,7 @@ from gateway.settings_sinks import InfluxSinkConfig
 from gateway.sinks.influx_http import InfluxAuth, InfluxWriter
 from gateway.sinks.influx_line import LineEncoder
 
-__all__ = ["InfluxSink", "build_sinks", "influx_auth", "sink_problems"]
+__all__ = ["InfluxSink", "build_influx", "build_sinks", "influx_auth", "sink_problems"]
 
 
 class InfluxSink:
@@ -90,23 +90,28 @@ def influx_auth(config: LoadedConfig, sink: InfluxSinkConfig, where: str) -> Inf
 
 
 def sink_problems(config: LoadedConfig) -> list[ConfigError]:
-    """Every sink whose credentials cannot be read, for ``ami-gateway check``."""
+    """Every InfluxDB sink whose credentials cannot be read, for ``ami-gateway check``."""
     problems: list[ConfigError] = []
     for i, sink in enumerate(config.settings.sinks):
         try:
-            influx_auth(config, sink, f"sinks[{i}]")
+            if isinstance(sink, InfluxSinkConfig):
+                influx_auth(config, sink, f"sinks[{i}]")
         except ConfigError as exc:
             problems.append(exc)
     return problems
 
 
+def build_influx(config: LoadedConfig, i: int, sink: InfluxSinkConfig) -> InfluxSink:
+    """The InfluxDB sink of ``[[sinks]]`` entry ``i``."""
+    writer = InfluxWriter(sink.url, sink.database,
+                          auth=influx_auth(config, sink, f"sinks[{i}]"),
+                          retention_policy=sink.retention_policy, gzip=sink.gzip,
+                          batch_lines=sink.batch_lines, timeout_s=sink.timeout_s,
+                          retries=sink.retries)
+    return InfluxSink(sink.name, writer, create_database=sink.create_database)
+
+
 def build_sinks(config: LoadedConfig) -> list[InfluxSink]:
-    out = []
-    for i, sink in enumerate(config.settings.sinks):
-        writer = InfluxWriter(sink.url, sink.database,
-                              auth=influx_auth(config, sink, f"sinks[{i}]"),
-                              retention_policy=sink.retention_policy, gzip=sink.gzip,
-                              batch_lines=sink.batch_lines, timeout_s=sink.timeout_s,
-                              retries=sink.retries)
-        out.append(InfluxSink(sink.name, writer, create_database=sink.create_database))
-    return out
+    """The InfluxDB sinks of the config (every kind: gateway.sinks.build)."""
+    return [build_influx(config, i, sink) for i, sink in enumerate(config.settings.sinks)
+            if isinstance(sink, InfluxSinkConfig)]
