@@ -315,3 +315,47 @@ async def test_without_a_broker_deliver_fails_retryably(tmp_path: Path) -> None:
     finally:
         await sink.close()
     assert down.value.retryable
+
+
+async def test_acks_published_while_the_edge_is_away_wait_in_its_session(
+        broker: Broker) -> None:
+    def ack_late(batch: Batch, _seen: int) -> list[tuple[float, Ack]]:
+        return [(0.4, Ack(batch_id=batch.batch_id, stored=len(batch.intervals)))]
+
+    async with serving(Central(broker, ack_late)) as central:
+        sink = make_sink(broker, ack_timeout_s=0.2)
+        await sink.open()
+        with pytest.raises(SinkError):
+            await sink.deliver(quarters(2), batch_id="1-2")
+        await sink.close()  # away while the central acks
+        await asyncio.sleep(0.5)
+        again = make_sink(broker, ack_timeout_s=0.2)  # the same edge: the same session
+        await again.open()
+        try:
+            async with asyncio.timeout(2):
+                while again.connections == 0:  # noqa: ASYNC110 - a counter, no event
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # the queued ack is handed over on reconnection
+            assert await again.deliver(quarters(2), batch_id="1-2") == []
+        finally:
+            await again.close()
+    assert central.seen == {"edge-a:1-2": 1}, "resent although its ack was waiting"
+
+
+async def test_an_ack_twice_is_harmless_and_each_batch_gets_its_own(broker: Broker) -> None:
+    def twice(batch: Batch, _seen: int) -> list[tuple[float, Ack]]:
+        why = f"refused in {batch.batch_id}"
+        ack = Ack(batch_id=batch.batch_id, stored=1, rejected=[(0, why)])
+        return [(0.0, ack), (0.05, ack)]
+
+    async with serving(Central(broker, twice)):
+        sink = make_sink(broker)
+        await sink.open()
+        try:
+            assert await sink.deliver(quarters(2), batch_id="1-2") == \
+                [(0, "refused in edge-a:1-2")]
+            await asyncio.sleep(0.1)  # the second ack of 1-2 arrives with no one waiting
+            assert await sink.deliver(quarters(2, first=2), batch_id="3-4") == \
+                [(0, "refused in edge-a:3-4")]
+        finally:
+            await sink.close()
