@@ -29,6 +29,7 @@ from pydantic import (
 from gateway.errors import ConfigError
 from gateway.model import Unit
 from gateway.profiles import PROFILES_DIR
+from gateway.settings_ingest import IngestSection
 from gateway.settings_sinks import Fixable, OutboxSection, SinkConfig
 from gateway.workarounds import TcpWorkarounds, Workarounds, workaround_fix
 
@@ -550,6 +551,8 @@ class Settings(_Model):
     #: Where stored intervals are delivered besides the local store (the outbox).
     sinks: list[SinkConfig] = []
     outbox: OutboxSection = OutboxSection()
+    #: The central ingest (``ami-gateway ingest``): broker, share group, batching, target.
+    ingest: IngestSection = IngestSection()
 
     @model_validator(mode="after")
     def _portal_backend(self) -> Settings:
