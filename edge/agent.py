@@ -1,6 +1,8 @@
 """The edge agent: pollers for every polled meter, the pipeline, the store and the
 portal API, run together until stopped. Manual meters get no poller: their readings
-come in as self-reads (``POST /api/v1/meters/{id}/readings``, ``ami-gateway self-read``)."""
+come in as self-reads (``POST /api/v1/meters/{id}/readings``, ``ami-gateway self-read``).
+MQTT meters get none either: one subscriber to the [mqtt] broker feeds their readings
+(``gateway.ingest.mqtt_input``) into the pollers' pipeline."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -27,6 +30,9 @@ from gateway.status import StatusView, gateway_status
 from gateway.store import Store
 from gateway.store.sqlite import SqliteStore
 
+if TYPE_CHECKING:  # aiomqtt is imported only when a meter publishes over MQTT
+    from gateway.ingest.mqtt_input import MqttSubscriber
+
 _log = log.get("edge.agent")
 
 
@@ -39,6 +45,8 @@ class Agent:
         cfg = assembly.config
         self.store = SqliteStore(cfg.store_path, synchronous=cfg.settings.store.synchronous)
         self.pollers: list[Poller] = []
+        #: The MQTT meters' subscriber; None without MQTT meters.
+        self.mqtt_input: MqttSubscriber | None = None
         self.self_reads = SelfReads(assembly, self.store, clock)
         self.api_port: int | None = None
         self._server: uvicorn.Server | None = None
@@ -61,7 +69,8 @@ class Agent:
                 self._portal = await self._portal_store(stack)
             # The pollers' pipeline holds only their series: a manual meter's series is
             # restored from the store at each self-read (another process may write it).
-            pipeline = await Pipeline.open(self.store, self.assembly.polled_series())
+            pipeline = await Pipeline.open(
+                self.store, self.assembly.polled_series() + self.assembly.pushed_series())
             await self.self_reads.open()
             transitions = log.Transitions(_log)
             buses = BusPool()  # one owner per serial port, shared by its meters
@@ -77,6 +86,7 @@ class Agent:
                     transitions=transitions,
                     paused=(lambda: self.outbox_paused) if can_wait else None,
                 ))
+            self.mqtt_input = self._mqtt_input(pipeline, transitions)
             # Bind before any task starts, so a busy port is a plain ConfigError.
             sock = _listen(settings.api.host, settings.api.port, self.assembly.config.file) \
                 if settings.api.enabled else None
@@ -93,13 +103,29 @@ class Agent:
                     tg.create_task(delivery.run(), name=f"deliver {delivery.sink.name}")
                 if self.deliveries:
                     tg.create_task(self._watch_outbox(), name="outbox")
+                if self.mqtt_input is not None:
+                    tg.create_task(self.mqtt_input.run(), name="mqtt input")
                 if sock is not None:
                     await self._start_api(tg, sock, token)
                 _log.info("gateway running", meters=len(self.pollers),
-                          manual_meters=len(self.assembly.manual), api_port=self.api_port,
+                          manual_meters=len(self.assembly.manual),
+                          mqtt_meters=len(self.assembly.mqtt), api_port=self.api_port,
                           store=str(self.store.path))
                 if started is not None:
                     await started(self)
+
+    def _mqtt_input(self, pipeline: Pipeline,
+                    transitions: log.Transitions) -> MqttSubscriber | None:
+        link = self.assembly.mqtt_link
+        if not self.assembly.mqtt or link is None:
+            return None
+        from gateway.ingest.mqtt_input import MqttSubscriber, Route
+
+        routes = [Route(meter_id=p.meter.meter_id, timezone=p.timezone,
+                        codec_name=p.meter.codec, codec=p.codec, qos=p.meter.qos)
+                  for p in self.assembly.mqtt]
+        return MqttSubscriber(link=link, routes=routes, pipeline=pipeline, store=self.store,
+                              clock=self.clock, transitions=transitions)
 
     async def _sinks(self) -> None:
         """Declare the configured sinks in the store and build their deliveries."""

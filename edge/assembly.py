@@ -5,7 +5,9 @@ without a maximum rating) is collected, so ``ami-gateway check`` reports them al
 once, each with the file, the key path and the fix.
 
 Polled meters (``meters``) get a poller each; manual meters (``manual``, protocol
-"manual") get none: their readings are typed in (``gateway.ingest.selfread``). A DLMS
+"manual") get none: their readings are typed in (``gateway.ingest.selfread``). MQTT
+meters (``mqtt``) publish theirs to the [mqtt] broker: each gets its codec here, read
+by the one subscriber (``gateway.ingest.mqtt_input``). A DLMS
 meter names a DLMS profile and a Modbus meter a Modbus one; a DLMS meter's password or
 keys are read here, so a missing one is a config problem, not a failed poll.
 """
@@ -20,9 +22,10 @@ from typing import TYPE_CHECKING
 from gateway.clock import Clock
 from gateway.dlms_secrets import DlmsSecrets, resolve_dlms_secrets
 from gateway.drivers import PolledDriver
+from gateway.drivers.mqtt.codecs import Codec, build_codec, cumulative_channels
 from gateway.errors import ConfigError
 from gateway.ingest.series import SeriesConfig
-from gateway.model import Kind
+from gateway.model import Kind, Unit
 from gateway.profiles import DeviceProfile, load_profiles
 from gateway.profiles_dlms import AnyProfile, DlmsProfile
 from gateway.settings import (
@@ -34,10 +37,12 @@ from gateway.settings import (
     ManualMeterConfig,
     ManualRegister,
     ModbusMeterConfig,
+    MqttMeterConfig,
     PolledMeterConfig,
     RtuMeterConfig,
     RtuTcpMeterConfig,
 )
+from gateway.settings_mqtt import MqttLink, resolve_link
 from gateway.validation import VeeConfig
 from gateway.validation.daily import DailyLimits
 
@@ -77,19 +82,37 @@ class ManualPlan:
 
 
 @dataclass(frozen=True)
+class MqttPlan:
+    """A meter that publishes to the [mqtt] broker: its codec and its stored series."""
+
+    meter: MqttMeterConfig
+    timezone: str
+    series: tuple[SeriesConfig, ...]
+    codec: Codec
+
+
+@dataclass(frozen=True)
 class Assembly:
     config: LoadedConfig
     #: The polled meters, one poller each.
     meters: tuple[MeterPlan, ...]
     manual: tuple[ManualPlan, ...] = ()
+    mqtt: tuple[MqttPlan, ...] = ()
+    #: The [mqtt] broker with its password read; None without MQTT meters.
+    mqtt_link: MqttLink | None = None
 
     def series(self) -> list[tuple[SeriesConfig, str]]:
-        """Every stored series, polled and manual, with its timezone."""
-        return self.polled_series() + [(s, m.timezone) for m in self.manual for s in m.series]
+        """Every stored series, polled, pushed and manual, with its timezone."""
+        return self.polled_series() + self.pushed_series() + [
+            (s, m.timezone) for m in self.manual for s in m.series]
 
     def polled_series(self) -> list[tuple[SeriesConfig, str]]:
         """The series the pollers feed."""
         return [(s, m.timezone) for m in self.meters for s in m.series]
+
+    def pushed_series(self) -> list[tuple[SeriesConfig, str]]:
+        """The series MQTT meters feed (through the agent's pipeline, like polled ones)."""
+        return [(s, m.timezone) for m in self.mqtt for s in m.series]
 
     def daily_limits(self) -> dict[str, DailyLimits]:
         """Each meter's daily usage limits, for the portal's daily view (meters with
@@ -103,8 +126,15 @@ def assemble(config: LoadedConfig) -> Assembly:
     problems: list[ConfigError] = []
     plans: list[MeterPlan] = []
     manual: list[ManualPlan] = []
+    pushed: list[MqttPlan] = []
     for i, meter in enumerate(settings.meters):
         where = f"meters[{i}](meter_id={meter.meter_id})"
+        if isinstance(meter, MqttMeterConfig):
+            plan, found = _mqtt_plan(config, meter, where)
+            problems.extend(found)
+            if plan is not None:
+                pushed.append(plan)
+            continue
         if isinstance(meter, ManualMeterConfig):
             series, found = _manual_series(config, meter, where)
             problems.extend(found)
@@ -149,9 +179,77 @@ def assemble(config: LoadedConfig) -> Assembly:
         from gateway.sinks.influx_sink import sink_problems
 
         problems.extend(sink_problems(config))
+    link = None
+    if pushed and settings.mqtt is not None:
+        try:
+            link = resolve_link(settings.mqtt, config.file, config.data_dir)
+        except ConfigError as exc:
+            problems.append(exc)
     if problems:
         raise ConfigInvalid(problems)
-    return Assembly(config=config, meters=tuple(plans), manual=tuple(manual))
+    return Assembly(config=config, meters=tuple(plans), manual=tuple(manual),
+                    mqtt=tuple(pushed), mqtt_link=link)
+
+
+def _mqtt_plan(config: LoadedConfig, meter: MqttMeterConfig,
+               where: str) -> tuple[MqttPlan | None, list[ConfigError]]:
+    """An MQTT meter's codec and its series: the cumulative channels of its mapping
+    (or those it names), each in its configured unit."""
+    try:
+        codec = build_codec(meter, meter.meter_id)
+    except ConfigError as exc:
+        return None, [ConfigError(exc.reason, file=config.file, key=f"{where}.{exc.key}",
+                                  fix=exc.fix)]
+    vee, rule_problem = _vee_of(config, meter, where)
+    if rule_problem is not None:
+        return None, [rule_problem]
+    cumulative = cumulative_channels(meter)
+    wanted = meter.channels if meter.channels is not None else list(cumulative)
+    problems: list[ConfigError] = []
+    series: list[SeriesConfig] = []
+    for j, channel in enumerate(wanted):
+        if channel not in cumulative:
+            problems.append(ConfigError(
+                f"the {meter.codec} mapping has no cumulative channel {channel!r}",
+                file=config.file, key=f"{where}.channels[{j}]",
+                fix=f"use one of: {', '.join(cumulative) or 'none'}; or map it in "
+                    "codec_options"))
+            continue
+        declared = meter.units.get(channel)
+        unit = cumulative[channel] or (Unit(declared) if declared else None)
+        if unit is None:
+            problems.append(ConfigError(
+                f"channel {channel} takes its unit from the payload (unit_path), but its "
+                "intervals need the register's unit before the first payload",
+                file=config.file, key=f"{where}.units",
+                fix=f'declare it: units = {{ "{channel}" = "kWh" }} (Wh, kWh, MWh, varh...); '
+                    "payloads in another unit of the same kind are still converted"))
+            continue
+        series.append(_series_config(config, meter.meter_id, channel, unit,
+                                     Decimal(meter.max_power_w), vee))
+    for channel in sorted(set(meter.units) - set(cumulative)):
+        problems.append(ConfigError(
+            f"units names {channel!r}, not a cumulative channel of the {meter.codec} mapping",
+            file=config.file, key=f"{where}.units", fix=f"remove {channel!r} from units"))
+    plan = MqttPlan(meter=meter, timezone=config.settings.timezone_of(meter),
+                    series=tuple(series), codec=codec)
+    return plan, problems
+
+
+def _series_config(config: LoadedConfig, meter_id: str, channel: str, unit: Unit,
+                   max_power_w: Decimal, vee: VeeConfig) -> SeriesConfig:
+    validation = config.settings.validation
+    return SeriesConfig(
+        meter_id=meter_id, channel=channel, unit=unit,
+        interval_s=config.settings.gateway.interval_s,
+        snap_tolerance_s=validation.snap_tolerance_s, max_gap_s=validation.max_gap_s,
+        future_tolerance_s=validation.future_tolerance_s,
+        backfill_window_s=validation.backfill_window_days * 86_400,
+        reference_day_after_s=validation.reference_day_after_s,
+        reference_day=validation.reference_day,
+        reference_candidates=validation.reference_candidates,
+        max_power_w=max_power_w, vee=vee,
+    )
 
 
 def _kind_problem(config: LoadedConfig, meter: PolledMeterConfig, profile: AnyProfile,

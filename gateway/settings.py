@@ -26,10 +26,12 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.drivers.mqtt.config import MqttInput
 from gateway.errors import ConfigError
 from gateway.model import Unit
 from gateway.profiles import PROFILES_DIR
 from gateway.settings_ingest import IngestSection
+from gateway.settings_mqtt import MqttSection
 from gateway.settings_sinks import Fixable, OutboxSection, SinkConfig
 from gateway.workarounds import TcpWorkarounds, Workarounds, workaround_fix
 
@@ -415,6 +417,31 @@ class ManualMeterConfig(_Model):
         return registers
 
 
+class MqttMeterConfig(MqttInput):
+    """A meter that publishes its readings to the [mqtt] broker: ``topic``, ``codec``,
+    ``codec_options`` and ``qos`` say where and how (``gateway.drivers.mqtt.config``)."""
+
+    meter_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    protocol: Literal["mqtt"]
+    #: The meter's maximum rating in W: what a reading may plausibly rise by since the
+    #: previous one. Required: nothing polls the device to learn it.
+    max_power_w: Annotated[int, Field(gt=0)]
+    #: Cumulative channels to store intervals for; by default every cumulative channel
+    #: of the codec's mapping.
+    channels: list[str] | None = None
+    #: The register unit of a stored channel whose unit the payload gives (unit_path).
+    units: dict[str, RegisterUnit] = Field(default_factory=dict)
+    billing: bool = True
+    timezone: str | None = None
+    #: Overrides of [validation.rules] for this meter (only the keys given).
+    rules: RulesSection | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _timezone(v)
+
+
 class SelfReadWindow(_Model):
     """Local days of each month on which self-reads are taken: the last ``last_days``
     days of the month, or days ``from_day`` to ``to_day`` (over the month end when
@@ -453,15 +480,16 @@ def _protocol(meter: Any) -> str:
 
 #: The protocols a meter may name, each with its model (the tag pydantic reports).
 METER_PROTOCOLS = ("modbus_tcp", "modbus_rtu", "modbus_rtu_tcp", "dlms_tcp", "dlms_serial",
-                   "dlms_optical", "manual")
-AnyMeter = PolledMeterConfig | ManualMeterConfig
+                   "dlms_optical", "manual", "mqtt")
+AnyMeter = PolledMeterConfig | ManualMeterConfig | MqttMeterConfig
 _MeterEntry = Annotated[
     Annotated[MeterConfig, Tag("modbus_tcp")] | Annotated[RtuMeterConfig, Tag("modbus_rtu")]
     | Annotated[RtuTcpMeterConfig, Tag("modbus_rtu_tcp")]
     | Annotated[DlmsTcpMeterConfig, Tag("dlms_tcp")]
     | Annotated[DlmsSerialMeterConfig, Tag("dlms_serial")]
     | Annotated[DlmsOpticalMeterConfig, Tag("dlms_optical")]
-    | Annotated[ManualMeterConfig, Tag("manual")],
+    | Annotated[ManualMeterConfig, Tag("manual")]
+    | Annotated[MqttMeterConfig, Tag("mqtt")],
     Discriminator(_protocol),
 ]
 
@@ -553,6 +581,8 @@ class Settings(_Model):
     outbox: OutboxSection = OutboxSection()
     #: The central ingest (``ami-gateway ingest``): broker, share group, batching, target.
     ingest: IngestSection = IngestSection()
+    #: The broker MQTT meters publish to; required when there are MQTT meters.
+    mqtt: MqttSection | None = None
 
     @model_validator(mode="after")
     def _portal_backend(self) -> Settings:
@@ -562,6 +592,14 @@ class Settings(_Model):
                            "InfluxDB sink", "use \"sqlite\" or the name of a [[sinks]] entry "
                            "of kind \"influxdb\": "
                            + (", ".join(names) or "none is configured"), "api.backend")
+        return self
+
+    @model_validator(mode="after")
+    def _mqtt_broker(self) -> Settings:
+        if self.mqtt is None and any(isinstance(m, MqttMeterConfig) for m in self.meters):
+            raise _Fixable("MQTT meters are configured but no broker to subscribe to",
+                           'add an [mqtt] section: host = "..." (and port, tls, username, '
+                           "password_env as the broker needs)", "mqtt")
         return self
 
     @field_validator("sinks")
@@ -690,6 +728,16 @@ def _manual_fix(kind: str, key: str, fix: str) -> str:
     return fix
 
 
+def _mqtt_fix(kind: str, key: str, fix: str) -> str:
+    if kind == "extra_forbidden" and key in ("profile", "host", "port", "poll_interval_s"):
+        return ("an MQTT meter is not polled: it names its topic and codec; the broker is "
+                "the [mqtt] section")
+    if kind == "missing" and key == "max_power_w":
+        return ("set max_power_w to the meter's maximum rating in W: readings are judged by "
+                "it (e.g. 24000 for a 100 A, 240 V service)")
+    return fix
+
+
 def problems_of(exc: ValidationError, file: Path, data: Any) -> list[ConfigError]:
     problems = []
     for err in exc.errors():
@@ -711,6 +759,8 @@ def problems_of(exc: ValidationError, file: Path, data: Any) -> list[ConfigError
             fix = f"use one of: {', '.join(METER_PROTOCOLS)}"
         elif "manual" in err["loc"][2:3]:
             fix = _manual_fix(err["type"], str(loc[-1]), fix)
+        elif "mqtt" in err["loc"][2:3]:
+            fix = _mqtt_fix(err["type"], str(loc[-1]), fix)
         elif err["type"] == "extra_forbidden" and loc[-1] in (*DLMS_SECRET_KEYS, "token"):
             msg = "a secret is never written into the config file"
             fix = (f"remove it: give {loc[-1]}_env (an environment variable holding it) or "

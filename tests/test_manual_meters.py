@@ -96,7 +96,7 @@ protocol = "dlms"
     assert found[f"{h1}.registers[0]"][0] == "decimals must be fewer than digits"
     assert found["meters[1](meter_id=X1).protocol"] == (
         "no meter protocol dlms", "use one of: modbus_tcp, modbus_rtu, modbus_rtu_tcp, "
-        "dlms_tcp, dlms_serial, dlms_optical, manual")
+        "dlms_tcp, dlms_serial, dlms_optical, manual, mqtt")
     assert found["self_reads.windows[1]"][1] == (
         "e.g. { last_days = 7 } or { from_day = 1, to_day = 5 }")
 

@@ -41,6 +41,7 @@ __all__ = [
     "ShellyGen2EmCodec",
     "TasmotaSmlCodec",
     "build_codec",
+    "cumulative_channels",
 ]
 
 _METER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -353,3 +354,20 @@ def build_codec(source: MqttInput, meter_id: str | None = None) -> Codec:
     """The codec a validated MQTT input names; ``meter_id`` is the meter entry's id,
     used when neither the options nor a ``{meter_id}`` placeholder give one."""
     return CODECS[source.codec](source.codec_options, source.pattern, meter_id)
+
+
+def cumulative_channels(source: MqttInput) -> dict[str, Unit | None]:
+    """The cumulative channels a meter's codec can give, each with its configured unit
+    (None: the payload names it, ``unit_path``): what a meter may store intervals of."""
+    options = source.codec_options
+    if isinstance(options, JsonMapOptions):
+        return {c.channel: c.unit for c in options.channels if c.kind == "cumulative"
+                and c.channel != SERIAL_NUMBER}
+    if isinstance(options, TasmotaSmlOptions):
+        return {k.channel: k.unit for k in options.mapping().values()
+                if k.kind == "cumulative" and k.channel != SERIAL_NUMBER}
+    if isinstance(options, ShellyGen2EmOptions):
+        fields = [*_TOTALS.values(), *(_PHASES.values() if options.phases else ())]
+        return {m.channel: m.unit for group in fields for m in group.values()
+                if m.kind is Kind.CUMULATIVE}
+    return {}
