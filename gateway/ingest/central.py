@@ -183,7 +183,7 @@ class CentralIngest:
         if self.registry is None or not group.readings:
             return
         refused = False
-        for info in {o[2] for o in group.owner}:
+        for info in dict.fromkeys(o[2] for o in group.owner):  # first declared wins
             while True:
                 try:
                     await self.registry.register_series(info)

@@ -26,6 +26,7 @@ from gateway.ingest.delivery import Delivery
 from gateway.model import IntervalReading
 from gateway.mqtt_names import shared_intervals
 from gateway.settings import LoadedConfig
+from gateway.settings_sinks import InfluxSinkConfig
 from gateway.store import QuarantineItem
 from gateway.store.sqlite import SqliteStore
 
@@ -98,15 +99,13 @@ async def _target(cfg: LoadedConfig, store: SqliteStore) -> AsyncIterator[Ingest
     if name == "sqlite":
         yield SqliteTarget(store)
         return
-    from gateway.sinks.influx_sink import build_sinks
-
-    names = [s.name for s in cfg.settings.sinks]
-    if name not in names:
-        raise ConfigError(f"ingest.target {name!r} is neither \"sqlite\" nor a sink",
+    influx = _influx_sinks(cfg)
+    if name not in influx:
+        raise ConfigError(f"ingest.target {name!r} is neither \"sqlite\" nor an InfluxDB sink",
                           file=cfg.file, key="ingest.target",
-                          fix="use \"sqlite\" or the name of a [[sinks]] entry: "
-                              + (", ".join(names) or "none is configured"))
-    sink = build_sinks(cfg)[names.index(name)]
+                          fix="use \"sqlite\" or the name of a [[sinks]] entry of kind "
+                              "\"influxdb\": " + (", ".join(influx) or "none is configured"))
+    sink = influx[name][0]
     await sink.open()
     try:
         yield InfluxTarget(sink, store)
@@ -162,13 +161,30 @@ async def run_ingest(cfg: LoadedConfig, *, worker: int = 0) -> int:
 def _side_tasks(cfg: LoadedConfig, store: SqliteStore, worker: int, ingest: CentralIngest,
                 link: BrokerLink, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
     tasks = [tg.create_task(_progress(ingest, link), name="progress")]
-    if worker == 0 and cfg.settings.ingest.target == "sqlite" and cfg.settings.sinks:
-        from gateway.sinks.influx_sink import build_sinks
-
-        for sink, sc in zip(build_sinks(cfg), cfg.settings.sinks, strict=True):
-            delivery = Delivery(store, sink, batch_size=getattr(sc, "batch_lines", 5000))
+    if worker == 0 and cfg.settings.ingest.target == "sqlite":
+        for sink, batch_lines in _influx_sinks(cfg).values():
+            delivery = Delivery(store, sink, batch_size=batch_lines)
             tasks.append(tg.create_task(delivery.run(), name=f"deliver {sink.name}"))
     return tasks
+
+
+def _influx_sinks(cfg: LoadedConfig) -> dict[str, tuple[InfluxSink, int]]:
+    """The InfluxDB [[sinks]] by name, each with its batch size (the central site
+    delivers to InfluxDB only; an uplink sink belongs on an edge)."""
+    from gateway.sinks.influx_http import InfluxWriter
+    from gateway.sinks.influx_sink import InfluxSink, influx_auth
+
+    out: dict[str, tuple[InfluxSink, int]] = {}
+    for i, sc in enumerate(cfg.settings.sinks):
+        if not isinstance(sc, InfluxSinkConfig):
+            continue
+        writer = InfluxWriter(sc.url, sc.database, auth=influx_auth(cfg, sc, f"sinks[{i}]"),
+                              retention_policy=sc.retention_policy, gzip=sc.gzip,
+                              batch_lines=sc.batch_lines, timeout_s=sc.timeout_s,
+                              retries=sc.retries)
+        sink = InfluxSink(sc.name, writer, create_database=sc.create_database)
+        out[sc.name] = (sink, sc.batch_lines)
+    return out
 
 
 async def _progress(ingest: CentralIngest, link: BrokerLink) -> None:

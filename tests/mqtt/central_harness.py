@@ -95,6 +95,17 @@ class Edge:
             self.unacked.pop(ack["batch"], None)
             out.append(ack)
 
+    def window(self, limit: int, ack_timeout_s: float = 2.0) -> None:
+        """Wait until fewer than ``limit`` batches await their ack (an edge keeps a
+        bounded number in flight); after ``ack_timeout_s`` of silence, resend them."""
+        while len(self.unacked) >= limit:
+            try:
+                ack = self.acks.get(timeout=ack_timeout_s)
+            except queue.Empty:
+                self.resend_unacked()
+                continue
+            self.unacked.pop(ack["batch"], None)
+
     def resend_unacked(self) -> int:
         for bid, payload in list(self.unacked.items()):
             self.send(payload, bid)
@@ -115,6 +126,7 @@ def link_options(broker: Broker, client_id: str = "ingest-0", **kw: Any) -> Link
 class Worker:
     ingest: CentralIngest
     store: SqliteStore
+    task: asyncio.Task[None] | None = None
 
 
 @asynccontextmanager
@@ -131,7 +143,7 @@ async def running_worker(broker: Broker, store_path: Path, client_id: str = "ing
     await asyncio.sleep(0.05)  # the SUBACK
     task = asyncio.create_task(ingest.run(stop))
     try:
-        yield Worker(ingest, store)
+        yield Worker(ingest, store, task)
     finally:
         stop.set()
         await task
