@@ -121,7 +121,7 @@ def check(config: ConfigOpt) -> None:
         _config_failed(exc)
         return
     series = len(assembly.series())
-    meters = len(assembly.meters) + len(assembly.manual)
+    meters = len(assembly.meters) + len(assembly.manual) + len(assembly.mqtt)
     manual = f" ({len(assembly.manual)} manual)" if assembly.manual else ""
     print(f"{cfg.file}: valid: {meters} meter(s){manual}, {series} stored series, "
           f"profiles from {cfg.profiles_dir}")
@@ -131,6 +131,12 @@ def check(config: ConfigOpt) -> None:
             for r in plan.meter.registers)
         print(f"  manual meter {plan.meter.meter_id}: not polled, takes self-reads; "
               f"max {plan.meter.max_power_w} W; {plan.timezone}; {registers}")
+    for mqtt in assembly.mqtt:
+        stored = ", ".join(f"{s.channel} ({s.unit})" for s in mqtt.series) or "none"
+        print(f"  MQTT meter {mqtt.meter.meter_id}: {mqtt.meter.codec} on "
+              f"{mqtt.meter.topic} (qos {mqtt.meter.qos}); stores {stored}")
+    if assembly.mqtt_link is not None:
+        print(f"  MQTT broker {assembly.mqtt_link.device} as {assembly.mqtt_link.client_id}")
     windows = cfg.settings.self_reads.windows
     if assembly.manual and windows:
         from gateway.ingest.selfread import windows_of
