@@ -140,7 +140,10 @@ class MqttSubscriber:
             try:
                 await self._session()
                 failures = 0
-            except ConnectError as exc:
+            except Exception as exc:  # a defect must not stop the gateway: retry as a failure
+                if not isinstance(exc, ConnectError) and \
+                        not self._transitions.is_failing(self._link.device):
+                    _log.exception("MQTT input failed unexpectedly", broker=self._link.device)
                 failures += 1
                 if self._transitions.failed(self._link.device, exc):
                     for route in self._routes:

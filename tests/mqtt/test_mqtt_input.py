@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from edge.agent import Agent
 from edge.assembly import Assembly, assemble
@@ -66,11 +67,14 @@ channels = [
 """
 
 
-def write_config(tmp: Path, broker: Broker, *, api: bool = False, client_id: str = "gw-test"
-                 ) -> Path:
+def write_config(tmp: Path, broker: Broker, *, api: bool = False, client_id: str = "gw-test",
+                 tls: bool = False) -> Path:
     api_lines = '[api]\nhost = "127.0.0.1"\nport = 0\n' if api else "[api]\nenabled = false\n"
+    port = f"port = {broker.port}\n"
+    if tls:
+        port = f'port = {broker.tls_port}\ntls = true\nca_file = "{broker.ca_file}"\n'
     text = (f'[gateway]\ndata_dir = "data"\n[store]\nsynchronous = "NORMAL"\n{api_lines}'
-            f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nusername = "gateway"\n'
+            f'[mqtt]\nhost = "{broker.host}"\n{port}username = "gateway"\n'
             f'password_env = "AMI_TEST_MQTT_PASSWORD"\nclient_id = "{client_id}"\n'
             f"session_expiry_s = 600\n{METERS}")
     path = tmp / "gateway.toml"
@@ -147,10 +151,11 @@ def start_subscriber(rig: Rig) -> None:
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, tls: bool = False
+              ) -> AsyncIterator[Rig]:
     monkeypatch.setenv("AMI_TEST_MQTT_PASSWORD", USERS["gateway"])
-    async with mosquitto_server(tmp_path / "broker", users=USERS) as broker:
-        assembly = assemble(load_config(write_config(tmp_path, broker)))
+    async with mosquitto_server(tmp_path / "broker", users=USERS, tls=tls) as broker:
+        assembly = assemble(load_config(write_config(tmp_path, broker, tls=tls)))
         store = SqliteStore(tmp_path / "store.db", synchronous="NORMAL")
         await store.open()
         clock = ManualClock(T0)
@@ -252,6 +257,15 @@ async def test_a_topic_no_meter_reads_is_ignored_not_quarantined(
         assert await r.store.quarantine_count() == 0
 
 
+async def test_subscribes_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with rig(tmp_path, monkeypatch, tls=True) as r:
+        assert r.assembly.mqtt_link is not None
+        assert r.assembly.mqtt_link.device.startswith("mqtts://")
+        with connected(r.broker, "device", USERS["device"], client_id="dev") as peer:
+            await r.publish(peer, "site/json-1/energy", generic(T0, "20"))
+            await eventually(lambda: r.sub.stats.readings == 2)
+
+
 async def test_reconnects_after_a_broker_restart(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     async with rig(tmp_path, monkeypatch) as r:
@@ -266,6 +280,20 @@ async def test_reconnects_after_a_broker_restart(tmp_path: Path,
                 await r.publish(peer, "site/json-1/energy", generic(T0 + k * STEP, f"2{k}"))
             await eventually(lambda: r.intervals("json-1"))
         assert [iv.value for iv in await r.intervals("json-1")] == [1000, 1000]
+
+
+async def test_a_broker_outage_is_logged_once_and_marks_the_meters_failing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with rig(tmp_path, monkeypatch) as r:
+        with capture_logs() as logs:
+            await asyncio.to_thread(r.broker.stop)
+            await asyncio.sleep(0.6)  # several reconnect attempts (backoff 0.05-0.2 s)
+            status = await r.store.meter("json-1")
+            assert status is not None and status.status == "failing" and status.last_error
+            await asyncio.to_thread(r.broker.start)
+            await eventually(lambda: r.sub.stats.connects == 2)
+        events = [e["event"] for e in logs]
+        assert events.count("device failing") == 1 and events.count("device recovered") == 1
 
 
 async def test_readings_published_while_the_gateway_is_away_are_taken(
