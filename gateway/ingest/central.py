@@ -158,7 +158,7 @@ class CentralIngest:
         rejected = list(decoded.rejected)
         conflicts = self._conflicts
         for item in decoded.accepted:
-            info = decoded.series[item.series]
+            info = item.series
             conflict = conflicts.get(info) if conflicts else None
             if conflict is not None:
                 rejected.append((item.index, conflict))

@@ -99,14 +99,15 @@ async def test_interval_off_its_grid_is_rejected_alone(
 MALFORMED: list[tuple[str, bytes, str, bool]] = [
     # name, payload, a word of the quarantine reason, acked (batch id readable)
     ("invalid JSON", b'{"v": 1, "batch": ', "not JSON", False),
-    ("not an object", b"[1, 2]", "not an object", False),
+    ("not an object", b"[1, 2]", "Expected `object`", False),
     ("NaN", encode(batch("edge-a", 0, 2)).replace(b'"intervals":[[0,', b'"intervals":[[NaN,'),
      "not JSON", False),
     ("wrong version", encode({**batch("edge-a", 0, 2), "v": 2}), "version", True),
-    ("wrong types", encode({**batch("edge-a", 0, 2), "intervals": "many"}), "not a list", True),
+    ("wrong types", encode({**batch("edge-a", 0, 2), "intervals": "many"}),
+     "intervals: Expected `array`", True),
     ("oversized", encode({**batch("edge-a", 0, 2), "pad": "x" * (1 << 20)}), "exceeds", True),
-    ("edge mismatch", encode(batch("edge-b", 0, 2)), "differs from the topic", True),
-    ("no batch id", encode({**batch("edge-a", 0, 2), "batch": 5}), "batch id", False),
+    ("edge mismatch", encode(batch("edge-b", 0, 2)), "on the topic of edge 'edge-a'", True),
+    ("no batch id", encode({**batch("edge-a", 0, 2), "batch": 5}), "batch: Expected `str`", False),
 ]
 
 
