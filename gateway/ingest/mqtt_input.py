@@ -248,7 +248,12 @@ class MqttSubscriber:
             await self._wake.wait()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self._window_s)
-            if not await self._flush_safely():
+            try:
+                stored = await self._flush_safely()
+            except Exception:  # a defect must not stop the input; the batch is logged lost
+                _log.exception("MQTT readings could not be fed: this batch is lost")
+                stored = False
+            if not stored:
                 await asyncio.sleep(1.0)  # the store refuses writes: retry, not spin
 
     async def _flush_safely(self) -> bool:
