@@ -176,7 +176,7 @@ def assemble(config: LoadedConfig) -> Assembly:
                                series=tuple(series), daily=daily, dlms=secrets,
                                catch_up_days=catch_up_days, data_dir=config.data_dir))
     if settings.sinks:
-        from gateway.sinks.influx_sink import sink_problems
+        from gateway.sinks.build import sink_problems
 
         problems.extend(sink_problems(config))
     link = None

@@ -124,3 +124,17 @@ def test_estimation_settings_reach_every_series(tmp_path: Path) -> None:
     with pytest.raises(ConfigInvalid) as err:
         load_config(cfg)
     assert "reference_day" in str(err.value)
+
+
+def test_check_reports_an_uplink_sink_whose_password_cannot_be_read(tmp_path: Path) -> None:
+    from gateway.settings import ConfigInvalid, load_config
+
+    config = tmp_path / "site.toml"
+    config.write_text("\n".join([
+        "[[sinks]]", 'kind = "mqtt_uplink"', 'host = "broker.example"', 'edge_id = "edge-a"',
+        'password_env = "AMI_TEST_UPLINK_PASSWORD_UNSET"']) + "\n")
+    with pytest.raises(ConfigInvalid) as caught:
+        assemble(load_config(config))
+    [problem] = caught.value.problems
+    assert problem.key == "sinks[0].password_env"
+    assert "AMI_TEST_UPLINK_PASSWORD_UNSET" in str(problem)
