@@ -465,14 +465,21 @@ def ingest(
     config: ConfigOpt,
     worker: Annotated[int, typer.Option(
         min=0, help="Worker number: the broker client id is <client_id_prefix>-<N>")] = 0,
+    retire: Annotated[bool, typer.Option(
+        help="End the (stopped) worker's broker session and exit: for scaling down, so "
+             "its share of the messages goes to the other workers at once")] = False,
 ) -> None:
     """Central ingest: store the edges' interval batches from the broker, ack each after
     the commit. Runs until SIGTERM (exit 0) or SIGINT (exit 130)."""
-    from gateway.ingest.central_run import run_ingest
+    from gateway.ingest.central_run import retire_worker, run_ingest
 
     cfg = _config(config)
     _configure_logs(cfg)
     try:
+        if retire:
+            _run(retire_worker(cfg, worker))
+            print(f"worker {worker}: broker session ended")
+            return
         code = _run(run_ingest(cfg, worker=worker))
     except ConfigError as exc:
         _config_failed(exc)

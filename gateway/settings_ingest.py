@@ -47,7 +47,10 @@ class IngestSection(BaseModel):
     #: Messages held in memory beyond which new ones are dropped unacknowledged (the
     #: edges send them again): bounds memory while the store cannot keep up.
     max_backlog_messages: Annotated[int, Field(ge=1)] = 100_000
-    session_expiry_s: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] = 3600
+    #: How long the broker keeps a disconnected worker's session and its share of the
+    #: messages. Long enough for a restart; a worker gone for good holds its share that
+    #: long (the edges resend it), unless retired with ``ami-gateway ingest --retire``.
+    session_expiry_s: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] = 600
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     #: "sqlite" (the [store]) or the name of an InfluxDB [[sinks]] entry.
     target: str = "sqlite"

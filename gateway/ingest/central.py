@@ -17,6 +17,7 @@ worker keeps running, and the edges resend anything unacked in the meantime.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,10 +82,17 @@ class _Group:
     """One store transaction's worth: readings, quarantine and the acks it owes."""
 
     readings: list[IntervalReading] = field(default_factory=list)
-    #: Per reading: (ack #, interval index in its batch, the series as the batch declared it)
-    owner: list[tuple[int, int, SeriesInfo]] = field(default_factory=list)
+    #: Per decoded batch: its ack #, where its readings start in ``readings``, the batch.
+    spans: list[tuple[int, int, Decoded]] = field(default_factory=list)
     quarantine: list[QuarantineItem] = field(default_factory=list)
+    #: (edge, batch id, intervals in the batch, rejected: (index, reason))
     acks: list[tuple[str, str, int, list[tuple[int, str]]]] = field(default_factory=list)
+
+    def owner(self, j: int) -> tuple[int, int]:
+        """The ack # and the batch index of ``readings[j]``."""
+        k = bisect.bisect_right([offset for _, offset, _ in self.spans], j) - 1
+        ack, offset, decoded = self.spans[k]
+        return ack, decoded.indices[j - offset]
 
 
 class CentralIngest:
@@ -105,8 +113,13 @@ class CentralIngest:
         self._conflicts: dict[SeriesInfo, str] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop`` is set; then the messages already received are stored and acked."""
+        """Until ``stop`` is set; then the group being written is finished and acked.
+
+        Two groups are in hand at a time: while the store's thread commits one, this
+        loop decodes the next (the store releases the GIL inside SQLite). Commits, and
+        so acks, stay in the order the messages arrived."""
         stopping = asyncio.ensure_future(stop.wait())
+        writing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 waiting = asyncio.ensure_future(self.link.wait())
@@ -114,11 +127,16 @@ class CentralIngest:
                 if not waiting.done():
                     waiting.cancel()
                     break
-                if self.batch_s and self.link.backlog < self.max_messages:
+                if writing is None and self.batch_s and self.link.backlog < self.max_messages:
                     await asyncio.sleep(self.batch_s)  # let a burst gather into one commit
-                await self.process(self.link.take(self.max_messages, self.max_bytes), stop)
+                group = self.prepare(self.link.take(self.max_messages, self.max_bytes))
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self.commit(group, stop))
         finally:
             stopping.cancel()
+            if writing is not None:
+                await writing
 
     async def drain(self) -> None:
         """Store and ack what is still held (after the link stopped receiving)."""
@@ -126,14 +144,22 @@ class CentralIngest:
             await self.process(self.link.take(self.max_messages, self.max_bytes), None)
 
     async def process(self, messages: list[Received], stop: asyncio.Event | None) -> None:
+        await self.commit(self.prepare(messages), stop)
+
+    def prepare(self, messages: list[Received]) -> _Group:
+        """Decode a group of messages (never raises: what is unusable is quarantined)."""
         group = _Group()
         for msg in messages:
             self._add(group, msg)
         self.counters.received += len(messages)
+        return group
+
+    async def commit(self, group: _Group, stop: asyncio.Event | None) -> None:
+        """Declare the series, write, and only then ack (unless stopped while the store
+        fails: then nothing is acked and the edges send those batches again)."""
         await self._register(group)
-        if not await self._write(group, stop):
-            return
-        self._ack(group)
+        if await self._write(group, stop):
+            self._ack(group)
 
     # -- decoding ---------------------------------------------------------------------
 
@@ -151,21 +177,11 @@ class CentralIngest:
         except Exception as exc:  # never let a message stop the worker
             self._quarantine(group, msg, f"unreadable: {type(exc).__name__}: {exc}")
             return
-        self._take(group, edge, decoded)
-
-    def _take(self, group: _Group, edge: str, decoded: Decoded) -> None:
-        ack = len(group.acks)
-        rejected = list(decoded.rejected)
-        conflicts = self._conflicts
-        for item in decoded.accepted:
-            info = item.series
-            conflict = conflicts.get(info) if conflicts else None
-            if conflict is not None:
-                rejected.append((item.index, conflict))
-                continue
-            group.readings.append(item.reading)
-            group.owner.append((ack, item.index, info))
-        group.acks.append((edge, decoded.batch, decoded.count, rejected))
+        if self._conflicts and any(s in self._conflicts for s in decoded.series):
+            _drop(decoded, self._conflicts)
+        group.spans.append((len(group.acks), len(group.readings), decoded))
+        group.readings.extend(decoded.readings)
+        group.acks.append((edge, decoded.batch, decoded.count, decoded.rejected))
         self.counters.batches += 1
 
     def _quarantine(self, group: _Group, msg: Received, reason: str) -> None:
@@ -183,7 +199,8 @@ class CentralIngest:
         if self.registry is None or not group.readings:
             return
         refused = False
-        for info in dict.fromkeys(o[2] for o in group.owner):  # first declared wins
+        declared = dict.fromkeys(s for _, _, d in group.spans for s in d.series)
+        for info in declared:  # in the order the batches came: the first declared wins
             while True:
                 try:
                     await self.registry.register_series(info)
@@ -195,19 +212,12 @@ class CentralIngest:
                 except SinkError as exc:
                     await self._store_failed(exc, None)
         if refused:
-            self._drop_conflicts(group)
-
-    def _drop_conflicts(self, group: _Group) -> None:
-        keep_r: list[IntervalReading] = []
-        keep_o: list[tuple[int, int, SeriesInfo]] = []
-        for r, owner in zip(group.readings, group.owner, strict=True):
-            reason = self._conflicts.get(owner[2])
-            if reason is None:
-                keep_r.append(r)
-                keep_o.append(owner)
-            else:
-                group.acks[owner[0]][3].append((owner[1], reason))
-        group.readings, group.owner = keep_r, keep_o
+            group.readings = []
+            spans, group.spans = group.spans, []
+            for ack, _, decoded in spans:
+                _drop(decoded, self._conflicts)
+                group.spans.append((ack, len(group.readings), decoded))
+                group.readings.extend(decoded.readings)
 
     async def _write(self, group: _Group, stop: asyncio.Event | None) -> bool:
         """Write until it succeeds (True), or until stopped while the store fails."""
@@ -224,7 +234,7 @@ class CentralIngest:
                 if stop is not None and stop.is_set():
                     return False
         for j, reason in refused:
-            ack, index, _ = group.owner[j]
+            ack, index = group.owner(j)
             group.acks[ack][3].append((index, reason))
         self.counters.quarantined += len(group.quarantine)
         self.counters.groups += 1
@@ -250,8 +260,8 @@ class CentralIngest:
             group.quarantine.append(QuarantineItem(
                 at=datetime.now(UTC), source=f"{SOURCE}ami/v1/{edge}/intervals",
                 payload=batch, reason=reason))
-        group.acks = [(e, b, 0, [(i, reason) for i in range(n)]) for e, b, n, _ in group.acks]
-        group.readings, group.owner = [], []
+        group.acks = [(e, b, n, [(i, reason) for i in range(n)]) for e, b, n, _ in group.acks]
+        group.readings, group.spans = [], []
         return await self._write(group, stop)
 
     async def _store_failed(self, exc: SinkError, stop: asyncio.Event | None) -> None:
@@ -280,9 +290,26 @@ class CentralIngest:
             self.counters.rejected += len(rejected)
 
 
+def _drop(decoded: Decoded, conflicts: dict[SeriesInfo, str]) -> None:
+    """Move the readings of refused series declarations to the batch's rejections."""
+    keep: list[IntervalReading] = []
+    where: list[int] = []
+    for r, index in zip(decoded.readings, decoded.indices, strict=True):
+        reason = conflicts.get(decoded.series_of(r))
+        if reason is None:
+            keep.append(r)
+            where.append(index)
+        else:
+            decoded.rejected.append((index, reason))
+    decoded.readings, decoded.indices = keep, where
+
+
 def _split(group: _Group) -> list[_Group]:
-    parts = [_Group(acks=[a]) for a in group.acks]
-    for r, (ack, index, info) in zip(group.readings, group.owner, strict=True):
-        parts[ack].readings.append(r)
-        parts[ack].owner.append((0, index, info))
+    parts = []
+    for ack, _, decoded in group.spans:
+        part = _Group(readings=list(decoded.readings), spans=[(0, 0, decoded)],
+                      acks=[group.acks[ack]])
+        parts.append(part)
+    spanned = {ack for ack, _, _ in group.spans}
+    parts += [_Group(acks=[a]) for k, a in enumerate(group.acks) if k not in spanned]
     return parts + [_Group(quarantine=[q]) for q in group.quarantine]

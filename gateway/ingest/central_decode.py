@@ -26,8 +26,7 @@ from gateway.model import IntervalReading, Quality
 from gateway.store import SeriesInfo
 from gateway.uplink import schema
 
-__all__ = ["MAX_BYTES", "MAX_INTERVALS", "Accepted", "Decoded", "Malformed", "decode_batch",
-           "encode_ack"]
+__all__ = ["MAX_BYTES", "MAX_INTERVALS", "Decoded", "Malformed", "decode_batch", "encode_ack"]
 
 MAX_BYTES = schema.MAX_MESSAGE_BYTES
 MAX_INTERVALS = schema.MAX_INTERVALS
@@ -49,20 +48,23 @@ class Malformed(Exception):
         self.count = count
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    index: int  # the interval's position in the batch (what the ack names)
-    series: SeriesInfo  # the series as the batch declares it
-    reading: IntervalReading
-
-
 @dataclass(slots=True)
 class Decoded:
+    """A batch's usable intervals (``readings``, each at position ``indices[i]`` of the
+    batch as sent: what an ack names), its series table, and the rejected intervals."""
+
     batch: str
     edge: str
     count: int
-    accepted: list[Accepted] = field(default_factory=list)
+    series: list[SeriesInfo] = field(default_factory=list)
+    readings: list[IntervalReading] = field(default_factory=list)
+    indices: Sequence[int] = ()
     rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    def series_of(self, reading: IntervalReading) -> SeriesInfo:
+        """The series ``reading`` belongs to, as this batch declares it."""
+        return next(s for s in self.series
+                    if (s.meter_id, s.channel) == (reading.meter_id, reading.channel))
 
 
 class _Head(msgspec.Struct):
@@ -95,11 +97,8 @@ def decode_batch(payload: bytes, topic_edge: str) -> Decoded:
 
 def _decoded(batch: schema.Batch, where: Sequence[int], count: int,
              rejected: list[tuple[int, str]]) -> Decoded:
-    by_key = {(s.meter_id, s.channel): s for s in batch.series}
-    out = Decoded(batch=batch.batch_id, edge=batch.edge, count=count, rejected=rejected)
-    out.accepted = [Accepted(i, by_key[(r.meter_id, r.channel)], r)
-                    for i, r in zip(where, batch.intervals, strict=True)]
-    return out
+    return Decoded(batch=batch.batch_id, edge=batch.edge, count=count, series=batch.series,
+                   readings=batch.intervals, indices=where, rejected=rejected)
 
 
 def _whole(payload: bytes, reason: str) -> Malformed:

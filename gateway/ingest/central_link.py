@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import queue
 import ssl
 import threading
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from gateway import log
 from gateway.errors import ConnectError
 from gateway.mqtt_names import acks_topic
 
-__all__ = ["BrokerLink", "LinkOptions", "Received"]
+__all__ = ["BrokerLink", "LinkOptions", "Received", "retire_session"]
 
 _log = log.get("gateway.ingest.link")
 
@@ -60,7 +61,7 @@ class LinkOptions:
     subscription: str
     tls: bool = False
     ca_file: Path | None = None
-    session_expiry_s: int = 3600
+    session_expiry_s: int = 600
     keepalive_s: int = 30
     max_backlog: int = 100_000
 
@@ -114,7 +115,10 @@ class BrokerLink:
 
     def _on_disconnect(self, _c: paho.Client, _u: object, _f: paho.DisconnectFlags,
                        rc: ReasonCode, _p: Properties | None) -> None:
-        _log.warning("disconnected from the broker", reason=str(rc))
+        if rc.is_failure:
+            _log.warning("disconnected from the broker; reconnecting", reason=str(rc))
+        else:
+            _log.info("disconnected from the broker", reason=str(rc))
         self._call(self.connected.clear)
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
@@ -184,3 +188,33 @@ class BrokerLink:
             self._client.loop_stop()
 
         await asyncio.to_thread(close)
+
+
+def retire_session(options: LinkOptions, timeout_s: float = 10.0) -> None:
+    """End worker ``options.client_id``'s session at the broker (blocking): connect with
+    a clean start and no session expiry, then leave. A worker taken away for good
+    otherwise keeps its share of the subscription's messages until its session expires
+    (what it held then is lost to it: the edges send those batches again)."""
+    done: queue.Queue[ReasonCode] = queue.Queue()
+    link = BrokerLink(options)
+    c = link._client
+    c.on_connect = lambda _c, _u, _f, rc, _p: done.put(rc)
+    c.on_message = None
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    where = f"{options.host}:{options.port}"
+    try:
+        c.connect(options.host, options.port, keepalive=options.keepalive_s,
+                  clean_start=True, properties=props)
+    except OSError as exc:
+        raise ConnectError(f"cannot reach the broker: {exc}", device=where) from exc
+    c.loop_start()
+    try:
+        rc = done.get(timeout=timeout_s)
+    except queue.Empty:
+        raise ConnectError(f"no CONNACK within {timeout_s} s", device=where) from None
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    if rc.is_failure:
+        raise ConnectError(f"the broker refused the connection: {rc}", device=where)

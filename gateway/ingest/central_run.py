@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from gateway import log
 from gateway.errors import ConfigError
 from gateway.ingest.central import CentralIngest, IngestTarget, SqliteTarget
-from gateway.ingest.central_link import BrokerLink, LinkOptions
+from gateway.ingest.central_link import BrokerLink, LinkOptions, retire_session
 from gateway.ingest.delivery import Delivery
 from gateway.model import IntervalReading
 from gateway.mqtt_names import shared_intervals
@@ -33,7 +33,7 @@ from gateway.store.sqlite import SqliteStore
 if TYPE_CHECKING:
     from gateway.sinks.influx_sink import InfluxSink
 
-__all__ = ["InfluxTarget", "ingest_password", "link_options", "run_ingest"]
+__all__ = ["InfluxTarget", "ingest_password", "link_options", "retire_worker", "run_ingest"]
 
 _log = log.get("gateway.ingest.central")
 PROGRESS_S = 10.0
@@ -195,3 +195,9 @@ async def _progress(ingest: CentralIngest, link: BrokerLink) -> None:
         if now != last:
             _log.info("ingest progress", backlog=link.backlog, shed=link.shed, **now)
             last = now
+
+
+async def retire_worker(cfg: LoadedConfig, worker: int) -> None:
+    """End worker ``worker``'s broker session (scaling down: its share goes to the
+    others at once instead of waiting for ``session_expiry_s``). Stop the worker first."""
+    await asyncio.to_thread(retire_session, link_options(cfg, worker))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.ingest.central_link import retire_session
 from gateway.store.sqlite import SqliteStore
 from tests.mosquitto_server import Broker, mosquitto_server
 from tests.mqtt.central_harness import (
@@ -22,6 +23,7 @@ from tests.mqtt.central_harness import (
     Edge,
     batch,
     encode,
+    link_options,
     running_worker,
     stored_count,
     wait_until,
@@ -172,3 +174,20 @@ async def test_a_series_declared_with_another_grid_is_rejected_not_fatal(
         assert [a["stored"] for a in acks] == [4, 0, 4]
         assert all("series refused" in r for _, r in acks[1]["rejected"])
         assert await stored_count(db) == 8
+
+
+async def test_a_stopped_workers_share_waits_for_it_until_it_is_retired(
+        broker: Broker, edge_a: Edge, tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    async with running_worker(broker, db, "ingest-1"):
+        pass  # worker 1 ran once: its session (and its share) stays at the broker
+    async with running_worker(broker, db, "ingest-0") as w0:
+        for k in range(20):
+            edge_a.send_batch(batch("edge-a", 10 * k, 10))
+        acked = await asyncio.to_thread(edge_a.drain_acks, 0.5)
+        assert 0 < len(acked) < 20  # the rest waits in worker 1's session
+        await asyncio.to_thread(retire_session, link_options(broker, "ingest-1"))
+        edge_a.resend_unacked()
+        acked += await asyncio.to_thread(edge_a.drain_acks, 0.5)
+        assert not edge_a.unacked and len(acked) == 20
+        assert w0.ingest.counters.stored == 200

@@ -117,6 +117,9 @@ def test_cli_worker_stores_acks_and_stops_cleanly_on_sigterm_and_sigint(
         assert proc.returncode == code, out.decode()
         assert b"ingest worker stopped" in out and b'"stored": 10' in out, out.decode()
     assert exact_rows(tmp_path / "data" / "store.db") == expected_rows(2, 10)
+    retired = subprocess.run([sys.executable, "-m", "gateway", "ingest", "--config", str(cfg),
+                              "--retire"], cwd=REPO, capture_output=True, timeout=20)
+    assert retired.returncode == 0 and b"worker 0: broker session ended" in retired.stdout
 
 
 def test_worker_killed_mid_stream_loses_and_duplicates_nothing(

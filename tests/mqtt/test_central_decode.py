@@ -15,9 +15,9 @@ from tests.mqtt.central_harness import T0, batch, encode
 def test_a_well_formed_batch_is_accepted_whole() -> None:
     d = decode_batch(encode(batch("edge-a", 0, 3, channels=2)), "edge-a")
     assert (d.batch, d.count, d.rejected) == ("edge-a:0-5", 6, [])
-    assert [a.index for a in d.accepted] == list(range(6))
-    assert [a.series.channel for a in d.accepted] == ["ch0"] * 3 + ["ch1"] * 3
-    assert [a.reading.value for a in d.accepted] == [7, 8, 9] * 2
+    assert list(d.indices) == list(range(6))
+    assert [d.series_of(r).channel for r in d.readings] == ["ch0"] * 3 + ["ch1"] * 3
+    assert [r.value for r in d.readings] == [7, 8, 9] * 2
 
 
 def test_faulty_intervals_are_rejected_alone_the_rest_kept() -> None:
@@ -26,7 +26,8 @@ def test_faulty_intervals_are_rejected_alone_the_rest_kept() -> None:
     b["intervals"][3][1] = T0 * 1000  # milliseconds by mistake: only the schema knows
     b["intervals"][4] = [0, T0, 1]  # too short
     d = decode_batch(encode(b), "edge-a")
-    assert [a.index for a in d.accepted] == [0, 2, 5]
+    assert list(d.indices) == [0, 2, 5]
+    assert [r.value for r in d.readings] == [7, 9, 12]
     assert [i for i, _ in d.rejected] == [1, 3, 4]
     assert "grid" in d.rejected[0][1] and "intervals[3].start" in d.rejected[1][1]
 
@@ -36,7 +37,7 @@ def test_every_interval_faulty_gives_an_ack_of_rejections_not_a_refusal() -> Non
     for row in b["intervals"]:
         row[3] = 99
     d = decode_batch(encode(b), "edge-a")
-    assert d.accepted == [] and [i for i, _ in d.rejected] == [0, 1]
+    assert d.readings == [] and [i for i, _ in d.rejected] == [0, 1]
 
 
 def test_a_whole_message_fault_behind_a_faulty_interval_still_refuses_the_batch() -> None:
