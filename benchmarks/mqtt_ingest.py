@@ -1,7 +1,8 @@
 """Central ingest throughput through a real Mosquitto (issue 7).
 
-Edges (publisher processes, one broker user each, paho with up to 1,000 QoS 1
-messages in flight) publish batches of ``--readings`` intervals to their own topics;
+Edges (publisher processes, one broker user each, paho with up to 20 QoS 1 messages
+in flight: Mosquitto's Receive Maximum) publish batches of ``--readings`` intervals to
+their own topics;
 the ingest workers (``python -m gateway ingest`` processes on one SQLite store,
 ``synchronous = NORMAL`` and FULL) read them through the shared subscription, store
 them and ack each. A run is timed from the first publish to the last ack received by
@@ -26,6 +27,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import resource
 import shutil
 import signal
 import sqlite3
@@ -69,7 +71,7 @@ def _client(host: str, port: int, user: str, client_id: str) -> paho.Client:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                     protocol=MQTTProtocolVersion.MQTTv5)
     c.username_pw_set(user, "pw-" + user)
-    c.max_inflight_messages_set(1000)
+    c.max_inflight_messages_set(20)  # Mosquitto's Receive Maximum (its default)
     c.connect(host, port)
     return c
 
@@ -123,7 +125,8 @@ def counter_process(host: str, port: int, total: int, out: Any) -> None:
     c.subscribe(shared_intervals("raw"), 1)
     with contextlib.suppress(queue.Empty):
         done.get(timeout=120)
-    out.put(("counted", seen[0], seen[1]))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.put(("counted", seen[0], seen[1], usage.ru_utime + usage.ru_stime))
     c.disconnect()
     c.loop_stop()
 
@@ -135,16 +138,20 @@ class Figure:
     messages: int
     readings: int
     seconds: float
+    #: CPU seconds the worker processes (or the raw subscriber) used, start-up included.
+    cpu_s: float = 0.0
 
     def line(self) -> str:
+        self.seconds = max(self.seconds, 1e-9)
         mps = self.messages / self.seconds
         rps = self.readings / self.seconds
         per = mps / max(self.workers, 1)
         goal = "" if not self.workers else (
             f"  per worker {per:7.0f} msg/s = {per / GOAL_MSG_PER_WORKER:4.2f} x goal, "
             f"readings {rps / GOAL_READINGS:4.2f} x goal")
+        cpu = f", {1e6 * self.cpu_s / max(self.messages, 1):.0f} CPU us/msg"
         return (f"{self.name:<24} {mps:8.0f} msg/s {rps:9.0f} readings/s "
-                f"({self.messages} msgs in {self.seconds:.2f} s){goal}")
+                f"({self.messages} msgs in {self.seconds:.2f} s{cpu}){goal}")
 
 
 def write_config(tmp: Path, broker: Broker, synchronous: str, batch_ms: float) -> Path:
@@ -205,7 +212,7 @@ def run_phase(broker: Broker, name: str, workers: int, edges: list[str], per_edg
         assert out.get(timeout=60)[0] == "ready"
     go.set()
     starts, ends, counted = [], [], 0
-    raw_end = 0.0
+    raw_end = cpu_raw = 0.0
     for _ in procs:
         msg = out.get(timeout=180)
         if msg[0] == "done":
@@ -213,16 +220,23 @@ def run_phase(broker: Broker, name: str, workers: int, edges: list[str], per_edg
             ends.append(msg[2])
             counted += msg[3] if workers else 0
         else:
-            counted, raw_end = msg[1], msg[2]
+            counted, raw_end, cpu_raw = msg[1], msg[2], msg[3]
     for p in procs:
         p.join(10)
+    cpu = sum(_cpu_s(wp.pid) for wp in workers_p) if workers_p else cpu_raw
     for wp in workers_p:
         wp.send_signal(signal.SIGTERM)
         wp.wait(30)
     end = raw_end if workers == 0 else max(ends)
     if counted != total:
         print(f"  {name}: only {counted} of {total} messages counted/acked", file=sys.stderr)
-    return Figure(name, workers, counted, counted * readings, end - min(starts))
+    return Figure(name, workers, counted, counted * readings, end - min(starts), cpu)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stored(tmp: Path) -> int:
