@@ -109,6 +109,7 @@ class CentralIngest:
         self.max_bytes = max_batch_bytes
         self.max_backoff_s = max_backoff_s
         self.counters = Counters()
+        self._failures = 0  # consecutive store failures: the backoff's exponent
         #: Series declarations the store refused (another grid, timezone or unit).
         self._conflicts: dict[SeriesInfo, str] = {}
 
@@ -139,9 +140,12 @@ class CentralIngest:
                 await writing
 
     async def drain(self) -> None:
-        """Store and ack what is still held (after the link stopped receiving)."""
+        """Store and ack what is still held (after the link stopped receiving), trying
+        each group once: with the store failing, the edges send it again later."""
+        once = asyncio.Event()
+        once.set()
         while self.link.backlog:
-            await self.process(self.link.take(self.max_messages, self.max_bytes), None)
+            await self.process(self.link.take(self.max_messages, self.max_bytes), once)
 
     async def process(self, messages: list[Received], stop: asyncio.Event | None) -> None:
         await self.commit(self.prepare(messages), stop)
@@ -157,8 +161,7 @@ class CentralIngest:
     async def commit(self, group: _Group, stop: asyncio.Event | None) -> None:
         """Declare the series, write, and only then ack (unless stopped while the store
         fails: then nothing is acked and the edges send those batches again)."""
-        await self._register(group)
-        if await self._write(group, stop):
+        if await self._register(group, stop) and await self._write(group, stop):
             self._ack(group)
 
     # -- decoding ---------------------------------------------------------------------
@@ -193,11 +196,11 @@ class CentralIngest:
 
     # -- storing ----------------------------------------------------------------------
 
-    async def _register(self, group: _Group) -> None:
+    async def _register(self, group: _Group, stop: asyncio.Event | None) -> bool:
         """Declare each new series (idempotent). A series the store already holds with
         another grid, timezone or unit is refused: its intervals are rejected."""
         if self.registry is None or not group.readings:
-            return
+            return True
         refused = False
         declared = dict.fromkeys(s for _, _, d in group.spans for s in d.series)
         for info in declared:  # in the order the batches came: the first declared wins
@@ -210,7 +213,9 @@ class CentralIngest:
                     refused = True
                     break
                 except SinkError as exc:
-                    await self._store_failed(exc, None)
+                    await self._store_failed(exc, stop)
+                    if stop is not None and stop.is_set():
+                        return False
         if refused:
             group.readings = []
             spans, group.spans = group.spans, []
@@ -218,6 +223,7 @@ class CentralIngest:
                 _drop(decoded, self._conflicts)
                 group.spans.append((ack, len(group.readings), decoded))
                 group.readings.extend(decoded.readings)
+        return True
 
     async def _write(self, group: _Group, stop: asyncio.Event | None) -> bool:
         """Write until it succeeds (True), or until stopped while the store fails."""
@@ -233,6 +239,7 @@ class CentralIngest:
                 await self._store_failed(exc, stop)
                 if stop is not None and stop.is_set():
                     return False
+        self._failures = 0
         for j, reason in refused:
             ack, index = group.owner(j)
             group.acks[ack][3].append((index, reason))
@@ -266,7 +273,8 @@ class CentralIngest:
 
     async def _store_failed(self, exc: SinkError, stop: asyncio.Event | None) -> None:
         self.counters.store_failures += 1
-        delay = min(self.max_backoff_s, 0.1 * 2 ** min(self.counters.store_failures, 12))
+        self._failures += 1
+        delay = min(self.max_backoff_s, 0.1 * 2 ** min(self._failures, 12))
         _log.error("store write failed; the group waits and is tried again", error=str(exc),
                    retry_in_s=round(delay, 2))
         if stop is None:
