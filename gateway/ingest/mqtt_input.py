@@ -17,8 +17,20 @@ retain unset and are taken.
 
 The broker lost, the subscriber reconnects with jittered exponential backoff in real
 time (not the gateway clock), logged once on failure and once on recovery; the MQTT
-meters' status goes "failing" meanwhile. Messages are acknowledged when received (as
-paho does): readings still in the window when the process dies are lost.
+meters' status goes "failing" meanwhile.
+
+A QoS 1 message is acknowledged only once what it brought is durably handled (its
+readings committed, its payload quarantined, or nothing to keep), in the order received
+(``gateway.ingest.mqtt_acks``): the process may die at any moment and the broker sends
+again whatever was not acknowledged. A flush that fails acknowledges nothing. So that
+the broker's in-flight window (Mosquitto: 20 per client unless the client asks for
+more, which MQTT v5 lets it do) never stalls the stream, a flush starts as soon as
+``ack_early`` messages wait. A redelivery (the DUP flag) is recognised: a message whose
+content is still waiting in memory is not taken twice, readings older than their
+series' last read are ones already taken (skipped, counted), a refused payload already
+in the quarantine is not quarantined again. Meters configured at QoS 2 are subscribed
+at QoS 1: paho completes QoS 2's hand-off (PUBREC) on receipt, before any commit, so
+only QoS 1 leaves the broker holding the message until it is stored.
 """
 
 from __future__ import annotations
@@ -29,8 +41,10 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -38,6 +52,7 @@ from gateway import log
 from gateway.clock import Clock
 from gateway.drivers.mqtt.codecs import Codec
 from gateway.errors import ConnectError, DataError, GatewayError, SinkError
+from gateway.ingest.mqtt_acks import AckLedger
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.poller import MAX_PENDING, STATUS_REFRESH, backoff_s
 from gateway.model import MeterStatus, Reading
@@ -52,6 +67,15 @@ _log = log.get("gateway.mqtt_input")
 PAYLOAD_SHOWN = 300
 #: MQTT v5 "unsupported protocol version" (0x84) and 3.1.1's CONNACK code 1.
 _NO_V5 = {0x84, 1}
+#: Unacknowledged messages that start a flush: below Mosquitto's default in-flight
+#: window (max_inflight_messages 20), which applies to 3.1.1 clients and to brokers
+#: that cap what a v5 client asks for.
+ACK_EARLY = 16
+#: The in-flight window asked of a v5 broker (Receive Maximum): it keeps sending while
+#: a flush commits, so batches grow with the load instead of stalling at 20.
+RECEIVE_MAXIMUM = 500
+#: Latest quarantine entries searched for a redelivered refused payload.
+QUARANTINE_LOOKBACK = 2 * RECEIVE_MAXIMUM
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,11 @@ class InputStats:
     ignored: int = 0
     #: Retained messages replayed by the broker on subscribing.
     retained: int = 0
+    #: Readings of redelivered messages that their series had already taken.
+    replayed: int = 0
+    #: Redelivered messages whose content was still waiting in memory.
+    adopted: int = 0
+    acked: int = 0
     connects: int = 0
 
 
@@ -91,7 +120,7 @@ def printable(payload: bytes, limit: int = PAYLOAD_SHOWN) -> str:
 class MqttSubscriber:
     def __init__(self, *, link: MqttLink, routes: Sequence[Route], pipeline: Pipeline,
                  store: Store, clock: Clock, transitions: log.Transitions,
-                 window_s: float = 0.1, max_readings: int = 500,
+                 window_s: float = 0.1, max_readings: int = 500, ack_early: int = ACK_EARLY,
                  backoff_base_s: float = 1.0, backoff_cap_s: float = 60.0) -> None:
         self._link = link
         self._routes = tuple(routes)
@@ -101,16 +130,22 @@ class MqttSubscriber:
         self._transitions = transitions
         self._window_s = window_s
         self._max = max_readings
+        self._ack_early = ack_early
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._protocol = aiomqtt.ProtocolVersion.V5
         filters: dict[str, int] = {}
         for route in self._routes:
             key = route.codec.pattern.filter
-            filters[key] = max(filters.get(key, 0), route.qos)
+            filters[key] = max(filters.get(key, 0), min(route.qos, 1))  # QoS 2: see above
         self._filters = filters
         self._by_topic: dict[str, list[Reading]] = {}
         self._count = 0
-        self._quarantine: list[QuarantineItem] = []
+        #: Refused payloads, each with whether it came again (may be stored already).
+        self._quarantine: list[tuple[QuarantineItem, bool]] = []
+        self._acks = AckLedger()
+        self._paho: paho.Client | None = None
+        #: Message ids of the connection's messages that carry the DUP flag.
+        self._redelivered: set[int] = set()
         self._seen: dict[str, datetime] = {}
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
@@ -118,6 +153,10 @@ class MqttSubscriber:
         #: Set while subscribed (tests wait on it).
         self.subscribed = asyncio.Event()
         self.stats = InputStats()
+
+    def unacknowledged(self) -> int:
+        """Messages of the current connection not acknowledged yet."""
+        return len(self._acks)
 
     async def run(self) -> None:
         """Subscribe and feed until cancelled; what is gathered is fed before returning."""
@@ -153,7 +192,10 @@ class MqttSubscriber:
 
     async def _session(self) -> None:
         try:
-            async with self._client() as client:
+            client = self._client()
+            acker = _manual_ack_client(client, self._redelivered)
+            async with client:
+                self._paho = acker
                 for topic_filter, qos in self._filters.items():
                     await client.subscribe(topic_filter, qos=qos)
                 self.stats.connects += 1
@@ -174,6 +216,9 @@ class MqttSubscriber:
             raise ConnectError(f"{self._link.device}: {exc}") from exc
         finally:
             self.subscribed.clear()
+            self._paho = None
+            self._acks.disconnected()
+            self._redelivered.clear()
 
     def _client(self) -> aiomqtt.Client:
         section = self._link.section
@@ -182,6 +227,7 @@ class MqttSubscriber:
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = section.session_expiry_s
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
         context = None
         if section.tls:
             ca = self._link.ca_file
@@ -201,26 +247,41 @@ class MqttSubscriber:
         payload = bytes(raw) if isinstance(raw, bytes | bytearray) else \
             str(raw if raw is not None else "").encode()
         self.stats.messages += 1
+        mid, qos = message.mid, message.qos
+        dup = mid in self._redelivered
+        self._redelivered.discard(mid)
         routes = [r for r in self._routes if r.codec.pattern.match(topic) is not None]
-        if not routes:
-            self.stats.ignored += 1
-            _log.debug("no meter reads this topic", topic=topic)
+        if not routes or message.retain:
+            if not routes:
+                self.stats.ignored += 1
+                _log.debug("no meter reads this topic", topic=topic)
+            else:
+                self.stats.retained += 1
+            self._acks.received(mid, qos, topic, payload, done=True)  # nothing to keep
+            self._acknowledge(self._acks.ready())
             return
-        if message.retain:
-            self.stats.retained += 1
+        adopted = dup and qos > 0 and self._acks.adopt(topic, payload)
+        self._acks.received(mid, qos, topic, payload)
+        self._wake.set()  # even a message without readings is settled by a flush
+        if len(self._acks) >= self._ack_early:
+            self._full.set()
+        if adopted:
+            self.stats.adopted += 1
             return
         now = self._clock.now()
         for route in routes:
             try:
                 readings = route.codec.decode(topic, payload, now)
             except DataError as exc:
-                self._refuse(route, topic, payload, str(exc), now)
+                self._refuse(route, topic, payload, str(exc), now, dup)
                 continue
             except Exception as exc:  # a codec defect must not stop the other meters
                 _log.exception("codec failed", meter_id=route.meter_id, topic=topic)
                 self._refuse(route, topic, payload, f"codec error: {type(exc).__name__}: "
-                             f"{exc}", now)
+                             f"{exc}", now, dup)
                 continue
+            if dup:
+                readings = self._not_taken(readings)
             if not readings:
                 continue
             self._by_topic.setdefault(topic, []).extend(readings)
@@ -233,11 +294,25 @@ class MqttSubscriber:
         if self._count >= self._max:
             self._full.set()
 
+    def _not_taken(self, readings: list[Reading]) -> list[Reading]:
+        """A redelivered message's readings but those its series already took: older
+        than the series' last read (fed again, they would be quarantined as stale).
+        One at the last read's very instant goes on: the series drops it if identical
+        and flags a conflict if not."""
+        fresh = []
+        for reading in readings:
+            last = self._pipeline.last_read_at(reading.meter_id, (reading.channel,))
+            if last is not None and reading.at < last:
+                self.stats.replayed += 1
+            else:
+                fresh.append(reading)
+        return fresh
+
     def _refuse(self, route: Route, topic: str, payload: bytes, reason: str,
-                now: datetime) -> None:
-        self._quarantine.append(QuarantineItem(
+                now: datetime, dup: bool) -> None:
+        self._quarantine.append((QuarantineItem(
             at=now, source=f"mqtt:{topic}", payload=printable(payload), reason=reason,
-            meter_id=route.meter_id))
+            meter_id=route.meter_id), dup))
         self.stats.quarantined += 1
         self._wake.set()
 
@@ -269,6 +344,7 @@ class MqttSubscriber:
     async def _flush(self) -> bool:
         self._wake.clear()
         self._full.clear()
+        upto = self._acks.mark()  # what is gathered so far: settled if all commits
         batches, self._by_topic, self._count = self._by_topic, {}, 0
         quarantine, self._quarantine = self._quarantine, []
         seen, self._seen = self._seen, {}
@@ -276,7 +352,9 @@ class MqttSubscriber:
         ok = True
         if quarantine:
             try:
-                await self._store.write_intervals([], quarantine=quarantine)
+                items = await self._not_held(quarantine)
+                if items:
+                    await self._store.write_intervals([], quarantine=items)
             except SinkError as exc:
                 _log.error("cannot store quarantined payloads; kept to retry", error=str(exc),
                            payloads=len(quarantine))
@@ -293,10 +371,29 @@ class MqttSubscriber:
                 return False
             del batches[topic]
             self.stats.intervals += result.intervals
+        if ok:
+            self._acknowledge(self._acks.settle(upto))
         by_id = {r.meter_id: r for r in self._routes}
         for meter_id, at in seen.items():
             await self._status(by_id[meter_id], "ok", None, at)
         return ok
+
+    async def _not_held(self, quarantine: list[tuple[QuarantineItem, bool]]
+                        ) -> list[QuarantineItem]:
+        """The refused payloads but redelivered ones the quarantine already holds (their
+        first delivery was stored, its acknowledgement lost)."""
+        if not any(again for _, again in quarantine):
+            return [item for item, _ in quarantine]
+        held = {_key(q) for q in await self._store.quarantined(limit=QUARANTINE_LOOKBACK)}
+        return [item for item, again in quarantine if not (again and _key(item) in held)]
+
+    def _acknowledge(self, deliveries: list[tuple[int, int]]) -> None:
+        client = self._paho
+        if client is None or not deliveries:
+            return  # disconnected: the broker sends them again
+        for mid, qos in deliveries:
+            client.ack(mid, qos)
+        self.stats.acked += len(deliveries)
 
     def _requeue(self, batches: dict[str, list[Reading]], seen: dict[str, datetime]) -> None:
         for topic, readings in batches.items():
@@ -344,3 +441,28 @@ class MqttSubscriber:
         except GatewayError as exc:
             _log.error("cannot record meter status", meter_id=route.meter_id, error=str(exc))
 
+
+
+def _key(item: QuarantineItem) -> tuple[str, str | None, str | None, str, str]:
+    return (item.source, item.meter_id, item.channel, item.payload, item.reason)
+
+
+def _manual_ack_client(client: aiomqtt.Client, redelivered: set[int]) -> paho.Client:
+    """Turn on paho's manual acknowledgement and note which messages carry the DUP flag.
+
+    aiomqtt 2.5 exposes neither (its Message has mid and qos, not dup), so this is the
+    one place that reaches its private paho client, ``Client._client``. Called before
+    connecting; paho then sends a PUBACK only from ``ack(mid, qos)``.
+    """
+    inner: paho.Client = client._client
+    inner.manual_ack_set(True)
+    deliver = inner.on_message
+
+    def on_message(c: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.dup:
+            redelivered.add(message.mid)
+        if deliver is not None:
+            deliver(c, userdata, message)
+
+    inner.on_message = on_message
+    return inner
