@@ -227,7 +227,8 @@ class MqttSubscriber:
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = section.session_expiry_s
-            properties.ReceiveMaximum = RECEIVE_MAXIMUM
+            if RECEIVE_MAXIMUM:
+                properties.ReceiveMaximum = RECEIVE_MAXIMUM
         context = None
         if section.tls:
             ca = self._link.ca_file
