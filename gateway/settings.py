@@ -26,13 +26,14 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config_checks import Fixable, repeated
 from gateway.drivers.mqtt.config import MqttInput
 from gateway.errors import ConfigError
 from gateway.model import Unit
 from gateway.profiles import PROFILES_DIR
 from gateway.settings_ingest import IngestSection
 from gateway.settings_mqtt import MqttSection
-from gateway.settings_sinks import Fixable, OutboxSection, SinkConfig
+from gateway.settings_sinks import OutboxSection, SinkConfig
 from gateway.workarounds import TcpWorkarounds, Workarounds, workaround_fix
 
 DEFAULT_PROFILES_DIR = PROFILES_DIR
@@ -409,8 +410,7 @@ class ManualMeterConfig(_Model):
     @field_validator("registers")
     @classmethod
     def _distinct(cls, registers: list[ManualRegister]) -> list[ManualRegister]:
-        channels = [r.channel for r in registers]
-        twice = sorted({c for c in channels if channels.count(c) > 1})
+        twice = repeated(r.channel for r in registers)
         if twice:
             raise _Fixable(f"channel {twice[0]!r} appears twice",
                            "give each register its own channel")
@@ -605,8 +605,7 @@ class Settings(_Model):
     @field_validator("sinks")
     @classmethod
     def _sink_names(cls, sinks: list[SinkConfig]) -> list[SinkConfig]:
-        names = [s.name for s in sinks]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = repeated(s.name for s in sinks)
         if twice:
             raise _Fixable(f"sink name {twice[0]!r} appears twice",
                            "give each sink its own name = \"...\"")
@@ -789,8 +788,7 @@ def _duplicate_meters(data: dict[str, Any], file: Path) -> list[ConfigError]:
     meters = data.get("meters")
     if not isinstance(meters, list):
         return []
-    ids = [m.get("meter_id") for m in meters if isinstance(m, dict)]
-    twice = sorted({i for i in ids if isinstance(i, str) and ids.count(i) > 1})
+    twice = repeated(m.get("meter_id") for m in meters if isinstance(m, dict))
     return [
         ConfigError(f"meter_id {i!r} appears twice; meter ids are unique", file=file,
                     key="meters", fix="give each meter its own meter_id")

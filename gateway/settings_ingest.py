@@ -19,7 +19,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.settings_sinks import Fixable
+from gateway.config_checks import Fixable
 
 __all__ = ["IngestSection"]
 

@@ -19,8 +19,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.config_checks import Fixable
 from gateway.errors import ConfigError
-from gateway.settings_sinks import Fixable
 
 __all__ = ["MqttLink", "MqttSection", "default_client_id", "resolve_link"]
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.config_checks import Fixable
 from gateway.mqtt_names import check_edge_id
 
 __all__ = ["Fixable", "InfluxSinkConfig", "OutboxSection", "SinkConfig", "UplinkSinkConfig"]
@@ -30,16 +31,6 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Fixable(ValueError):
-    """A check across keys that knows the fix and, relative to its model, the key to
-    blame (``settings.problems_of`` reports both)."""
-
-    def __init__(self, message: str, fix: str, key: str = "") -> None:
-        super().__init__(message)
-        self.fix = fix
-        self.key = key
 
 
 class InfluxSinkConfig(_Model):

@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.influx_server import stop
+
 MOSQUITTO = "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") \
     else shutil.which("mosquitto")
 SKIP_REASON = ("mosquitto is not installed: apt-get install mosquitto (Debian's Mosquitto 2.0) "
@@ -80,14 +82,8 @@ class Broker:
     def stop(self) -> None:
         """SIGTERM (Mosquitto saves its persistence file), then SIGKILL after 5 s."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            stop(proc)
 
     def restart(self) -> None:
         """Stop and start again on the same ports, keeping the persisted sessions."""

@@ -34,12 +34,12 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config_checks import Fixable, repeated
 from gateway.drivers.mqtt.json_paths import JsonPath
 from gateway.drivers.mqtt.topics import TopicPattern
 from gateway.drivers.mqtt.values import TimeFormat
 from gateway.errors import ConfigError
 from gateway.model import SERIAL_NUMBER, Unit
-from gateway.settings_sinks import Fixable
 
 __all__ = [
     "CODEC_OPTIONS",
@@ -205,7 +205,7 @@ class JsonMapOptions(CodecOptions):
 
 
 def _distinct_channels(channels: list[str]) -> None:
-    twice = sorted({c for c in channels if channels.count(c) > 1})
+    twice = repeated(channels)
     if twice:
         raise Fixable(f"channel {twice[0]!r} appears twice",
                       "give each mapping its own channel")
