@@ -4,8 +4,8 @@ The only module that imports aiomqtt (and paho). One connection to the [mqtt] br
 per gateway, MQTT v5 with a persistent session (clean_start false, a session expiry),
 so QoS 1 readings published while the gateway restarts wait at the broker; a broker
 that refuses v5 is spoken to in 3.1.1 (clean_session false). Every MQTT meter's topic
-filter is subscribed at its qos; each message is decoded by every codec whose pattern
-matches its topic (the pure codecs of ``gateway.drivers.mqtt``).
+filter is subscribed at its qos (at most 1, see below); each message is decoded by every
+codec whose pattern matches its topic (the pure codecs of ``gateway.drivers.mqtt``).
 
 Readings are gathered for a short window (``window_s``, or until ``max_readings``) and
 fed per topic (source ``mqtt:<topic>``), one store transaction each. A payload a codec
@@ -148,6 +148,7 @@ class MqttSubscriber:
         self._redelivered: set[int] = set()
         self._seen: dict[str, datetime] = {}
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._full = asyncio.Event()
         self._status_at: dict[str, tuple[str, datetime]] = {}
         #: Set while subscribed (tests wait on it).
@@ -166,10 +167,7 @@ class MqttSubscriber:
                 tg.create_task(self._flusher(), name="mqtt flush")
                 await self._connect_loop()
         finally:
-            try:
-                await self._flush_safely()
-            except GatewayError as exc:
-                _log.error("readings not stored at stop", error=str(exc))
+            await self._flush_at_stop()  # what came since (nothing if stopped connected)
 
     # -- the connection
 
@@ -203,8 +201,12 @@ class MqttSubscriber:
                 _log.info("subscribed", broker=self._link.device, filters=len(self._filters),
                           protocol=self._protocol.name)
                 self.subscribed.set()
-                async for message in client.messages:
-                    self._take(message)
+                try:
+                    async for message in client.messages:
+                        self._take(message)
+                except asyncio.CancelledError:
+                    await self._flush_at_stop()  # acknowledged while still connected
+                    raise
         except aiomqtt.MqttCodeError as exc:
             code = getattr(exc.rc, "value", exc.rc)
             if self._protocol is aiomqtt.ProtocolVersion.V5 and code in _NO_V5:
@@ -219,6 +221,12 @@ class MqttSubscriber:
             self._paho = None
             self._acks.disconnected()
             self._redelivered.clear()
+
+    async def _flush_at_stop(self) -> None:
+        try:
+            await self._flush_safely()
+        except GatewayError as exc:
+            _log.error("readings not stored at stop", error=str(exc))
 
     def _client(self) -> aiomqtt.Client:
         section = self._link.section
@@ -343,6 +351,10 @@ class MqttSubscriber:
             raise
 
     async def _flush(self) -> bool:
+        async with self._flushing:  # the stop's flush may meet the flusher's
+            return await self._flush_gathered()
+
+    async def _flush_gathered(self) -> bool:
         self._wake.clear()
         self._full.clear()
         upto = self._acks.mark()  # what is gathered so far: settled if all commits

@@ -329,3 +329,17 @@ async def test_the_gateway_killed_at_random_moments_keeps_every_reading_once(
     finally:
         await got.close()
         await ref.close()
+
+
+async def test_a_stop_stores_and_acknowledges_before_disconnecting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with rig(tmp_path, monkeypatch) as r:
+        await publish_three(r, r.broker)
+        await eventually(lambda: r.sub.stats.messages == 4)
+        await r.stop()  # most likely within the flush window: the stop's flush takes them
+        assert r.sub.stats.acked == 4
+        start_subscriber(r)
+        await asyncio.wait_for(r.sub.subscribed.wait(), 3)
+        await asyncio.sleep(0.2)
+        assert r.sub.stats.messages == 0  # nothing left at the broker to send again
+        await check_stored_once(r)
