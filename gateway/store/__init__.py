@@ -15,6 +15,7 @@ from typing import Protocol
 
 import msgspec
 
+from gateway.markers import Marker, MarkerFields
 from gateway.model import DailyUsage, IntervalReading, MeterStatus, Unit
 
 
@@ -129,6 +130,9 @@ class Store(Protocol):
     ) -> list[DailyUsage]:
         """Daily usage for each local day from ``first`` to ``last`` inclusive that has data."""
 
+    async def daily_span(self, meter_id: str, channel: str) -> tuple[date, date] | None:
+        """The first and last local day with data, or ``None`` when there is none."""
+
     async def series(self, meter_id: str | None = None) -> list[SeriesInfo]: ...
 
     async def set_meter_status(self, status: MeterStatus) -> None: ...
@@ -137,3 +141,22 @@ class Store(Protocol):
 
     async def meter(self, meter_id: str) -> MeterStatus | None:
         """The meter's status, or ``None`` when no such meter is known (a lookup, not a failure)."""
+
+    # Usage markers (gateway.markers). Each call is one transaction; every lookup is by
+    # meter and id, so a marker of another meter is not found.
+
+    async def add_marker(self, meter_id: str, fields: MarkerFields, *, at: datetime) -> Marker:
+        """Store a new marker (``DataError`` when its fields break a rule)."""
+
+    async def markers(self, meter_id: str, first: date | None = None,
+                      last: date | None = None) -> list[Marker]:
+        """The meter's markers touching ``[first, last]`` (open ends when ``None``)."""
+
+    async def marker(self, meter_id: str, marker_id: int) -> Marker | None: ...
+
+    async def update_marker(self, meter_id: str, marker_id: int, fields: MarkerFields, *,
+                            at: datetime) -> Marker | None:
+        """Replace a marker's fields; ``None`` when the meter has no such marker."""
+
+    async def delete_marker(self, meter_id: str, marker_id: int) -> bool:
+        """``False`` when the meter has no such marker."""

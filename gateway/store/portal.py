@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from gateway.errors import ConfigError
+from gateway.markers import Marker, MarkerFields
 from gateway.model import DailyUsage, IntervalReading, MeterStatus
 from gateway.store import (
     Cursors,
@@ -98,3 +99,23 @@ class InfluxPortalStore:
 
     async def meter(self, meter_id: str) -> MeterStatus | None:
         return await self.local.meter(meter_id)
+
+    async def daily_span(self, meter_id: str, channel: str) -> tuple[date, date] | None:
+        return await self.local.daily_span(meter_id, channel)
+
+    async def add_marker(self, meter_id: str, fields: MarkerFields, *, at: datetime) -> Marker:
+        return await self.local.add_marker(meter_id, fields, at=at)
+
+    async def markers(self, meter_id: str, first: date | None = None,
+                      last: date | None = None) -> list[Marker]:
+        return await self.local.markers(meter_id, first, last)
+
+    async def marker(self, meter_id: str, marker_id: int) -> Marker | None:
+        return await self.local.marker(meter_id, marker_id)
+
+    async def update_marker(self, meter_id: str, marker_id: int, fields: MarkerFields, *,
+                            at: datetime) -> Marker | None:
+        return await self.local.update_marker(meter_id, marker_id, fields, at=at)
+
+    async def delete_marker(self, meter_id: str, marker_id: int) -> bool:
+        return await self.local.delete_marker(meter_id, marker_id)

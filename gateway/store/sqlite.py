@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from gateway.errors import ConfigError, DataError, SinkError
+from gateway.markers import Marker, MarkerFields, check_fields
 from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
 from gateway.store import (
     Cursors,
@@ -42,9 +43,11 @@ from gateway.store import (
     WriteResult,
     outbox,
 )
+from gateway.store import markers as marker_sql
 
 #: 2: the outbox and its sinks (a gateway of schema 1 would write without queueing).
-SCHEMA_VERSION = 2
+#: 3: usage markers (gateway.store.markers); additive.
+SCHEMA_VERSION = 3
 #: Page cache per connection, in KiB (SQLite takes a negative number as KiB).
 CACHE_KIB = -65536
 
@@ -297,7 +300,8 @@ class SqliteStore:
                 f"store {self.path} has schema {version[0]}, newer than this gateway's "
                 f"{SCHEMA_VERSION}: upgrade the gateway", retryable=False,
             )
-        conn.executescript(_SCHEMA + outbox.OUTBOX_SCHEMA)  # new tables only: additive
+        # New tables only: additive.
+        conn.executescript(_SCHEMA + outbox.OUTBOX_SCHEMA + marker_sql.MARKER_SCHEMA)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self._queue = bool(outbox.sink_names(conn))
 
@@ -620,6 +624,37 @@ class SqliteStore:
             ]
 
         return await self._read(q)
+
+    async def daily_span(self, meter_id: str, channel: str) -> tuple[date, date] | None:
+        s = self._by_key.get((meter_id, channel))
+        if s is None:
+            return None
+        row = await self._read(lambda c: c.execute(
+            "SELECT min(day), max(day) FROM daily WHERE series = ? AND present > 0",
+            (s.id,)).fetchone())
+        return None if row[0] is None else (date.fromordinal(row[0]), date.fromordinal(row[1]))
+
+    # -- usage markers (gateway.store.markers) ------------------------------------------
+
+    async def add_marker(self, meter_id: str, fields: MarkerFields, *, at: datetime) -> Marker:
+        checked = check_fields(fields)
+        return await self._write(lambda c: marker_sql.add(c, meter_id, checked, at))
+
+    async def markers(self, meter_id: str, first: date | None = None,
+                      last: date | None = None) -> list[Marker]:
+        return await self._read(lambda c: marker_sql.in_range(c, meter_id, first, last))
+
+    async def marker(self, meter_id: str, marker_id: int) -> Marker | None:
+        return await self._read(lambda c: marker_sql.get(c, meter_id, marker_id))
+
+    async def update_marker(self, meter_id: str, marker_id: int, fields: MarkerFields, *,
+                            at: datetime) -> Marker | None:
+        checked = check_fields(fields)
+        return await self._write(
+            lambda c: marker_sql.update(c, meter_id, marker_id, checked, at))
+
+    async def delete_marker(self, meter_id: str, marker_id: int) -> bool:
+        return await self._write(lambda c: marker_sql.delete(c, meter_id, marker_id))
 
 
 def _closed_pool() -> ThreadPoolExecutor:
