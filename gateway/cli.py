@@ -38,6 +38,9 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Gateway config 
 class Fmt(StrEnum):
     csv = "csv"
     json = "json"
+    #: Green Button Download My Data: ESPI 3.3 Atom XML, or the portals' CSV layout.
+    espi_xml = "espi-xml"
+    espi_csv = "espi-csv"
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -209,7 +212,9 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout)")]
     = None,
 ) -> None:
-    """Export a meter's intervals or daily usage over local days, as CSV or JSON."""
+    """Export a meter's intervals or daily usage over local days, as CSV or JSON; or
+    its intervals as Green Button Download My Data (espi-xml: ESPI 3.3 Atom XML,
+    espi-csv: the portals' CSV layout)."""
     cfg = _config(config)
     try:
         first, last = date.fromisoformat(from_), date.fromisoformat(to)
@@ -219,6 +224,21 @@ def export(
     if first > last:
         err.print("[red]error[/red] --from is after --to")
         raise typer.Exit(2)
+    if fmt in (Fmt.espi_xml, Fmt.espi_csv):
+        from gateway.errors import DataError
+        from gateway.espi_cli import export_espi
+
+        try:
+            data = _run(export_espi(cfg, meter, channel, first, last,
+                                    "xml" if fmt is Fmt.espi_xml else "csv"))
+        except DataError as exc:
+            err.print(f"[red]error[/red] {exc}")
+            raise typer.Exit(1) from exc
+        if output is None:
+            sys.stdout.buffer.write(data)
+        else:
+            output.write_bytes(data)
+        return
     text = _run(_export(cfg, meter, channel, first, last, daily, fmt))
     if text is None:
         err.print(f"[red]error[/red] no meter {meter!r} with channel {channel!r} in the store")
