@@ -19,10 +19,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway.api.feed import feed_router
+from gateway.api.markers import markers_router
 from gateway.api.operator import operator_router
 from gateway.api.schemas import Health
 from gateway.api.selfread import selfread_router
 from gateway.api.status import status_router
+from gateway.clock import Clock
 from gateway.ingest.selfread import SelfReads
 from gateway.status import StatusView
 from gateway.store import Store
@@ -51,9 +53,11 @@ def create_app(
     self_reads: SelfReads | None = None,
     daily_limits: Mapping[str, DailyLimits] | None = None,
     status: Callable[[], Awaitable[StatusView]] | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The portal app. ``daily_limits`` are each meter's daily usage checks (from the
-    config: ``Assembly.daily_limits()``), judged when a daily view is built."""
+    config: ``Assembly.daily_limits()``), judged when a daily view is built; ``clock``
+    tells today (the system's clock unless given)."""
     app = FastAPI(
         # The interactive docs load their scripts from a CDN: off; /openapi.json stays.
         docs_url=None, redoc_url=None,
@@ -64,6 +68,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _explain_validation)
     app.include_router(feed_router(store, default_channel, daily_limits))
     app.include_router(operator_router(store, default_channel, operator_token))
+    app.include_router(markers_router(store, default_channel, operator_token, clock))
     if self_reads is not None:  # manual meters' readings (gateway.api.selfread)
         app.include_router(selfread_router(self_reads, operator_token))
     if status is not None:  # the running gateway's outbox and meters (gateway.status)
