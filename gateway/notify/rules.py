@@ -26,19 +26,25 @@ from typing import Literal
 
 import msgspec
 
+from gateway.errors import DataError
 from gateway.model import DailyUsage, Unit
 
 __all__ = [
-    "DEFAULT_CHANNEL", "JUDGE_DAYS", "MAX_NO_DATA_DAYS", "Kind", "Notice", "Subscription",
-    "SubscriptionFields", "describe", "evaluate",
+    "ADDRESS_MAX", "DEFAULT_CHANNEL", "JUDGE_DAYS", "KINDS", "MAX_NO_DATA_DAYS",
+    "MAX_THRESHOLD_WH", "Kind", "Notice", "Subscription", "SubscriptionFields", "check_fields",
+    "describe", "evaluate",
 ]
 
 DEFAULT_CHANNEL = "1.0.1.8.0.255"
 #: Days before today that ``daily_above`` still judges (after an outage of the gateway).
 JUDGE_DAYS = 31
 MAX_NO_DATA_DAYS = 366
+#: 10 GWh a day: far above any meter a customer sets a threshold on (and within SQLite).
+MAX_THRESHOLD_WH = 10**10
+ADDRESS_MAX = 254
 
 Kind = Literal["daily_above", "no_data"]
+KINDS: tuple[Kind, ...] = ("daily_above", "no_data")
 
 
 class SubscriptionFields(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +89,41 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     days: int | None = None
     last_data_day: date | None = None
     days_without_data: int | None = None
+
+
+def _address_ok(address: str) -> bool:
+    # A plain addr-spec only: no display name, no whitespace or control characters (which
+    # could end a mail header early), one @ with something on both sides.
+    local, at, domain = address.rpartition("@")
+    return (bool(at) and bool(local) and "." in domain.strip(".") and "@" not in local
+            and len(address) <= ADDRESS_MAX
+            and not any(c.isspace() or ord(c) < 32 or c in "<>,;\"\\" for c in address))
+
+
+def check_fields(fields: SubscriptionFields) -> SubscriptionFields:
+    """The fields as stored, or a ``DataError`` naming the rule broken. The API checks the
+    same rules first, to answer with a 422."""
+    if fields.kind not in KINDS:
+        raise DataError(f"kind {fields.kind!r} is not one of {', '.join(KINDS)}", source="kind")
+    if not _address_ok(fields.address):
+        raise DataError(f"{fields.address!r} is not an e-mail address like name@example.org",
+                        source="address")
+    if not fields.channel:
+        raise DataError("the channel is empty", source="channel")
+    if fields.kind == "daily_above":
+        if fields.days is not None:
+            raise DataError("days is for no_data; daily_above takes threshold_wh",
+                            source="days")
+        if fields.threshold_wh is None or not 0 <= fields.threshold_wh <= MAX_THRESHOLD_WH:
+            raise DataError(f"daily_above needs threshold_wh, 0 to {MAX_THRESHOLD_WH} Wh",
+                            source="threshold_wh")
+    else:
+        if fields.threshold_wh is not None:
+            raise DataError("threshold_wh is for daily_above; no_data takes days",
+                            source="threshold_wh")
+        if fields.days is None or not 1 <= fields.days <= MAX_NO_DATA_DAYS:
+            raise DataError(f"no_data needs days, 1 to {MAX_NO_DATA_DAYS}", source="days")
+    return fields
 
 
 def evaluate(subscription: Subscription, daily: Sequence[DailyUsage],

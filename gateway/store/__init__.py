@@ -17,6 +17,7 @@ import msgspec
 
 from gateway.markers import Marker, MarkerFields
 from gateway.model import DailyUsage, IntervalReading, MeterStatus, Unit
+from gateway.notify.rules import Subscription, SubscriptionFields
 
 
 class SeriesInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,3 +161,22 @@ class Store(Protocol):
 
     async def delete_marker(self, meter_id: str, marker_id: int) -> bool:
         """``False`` when the meter has no such marker."""
+
+    # Notification subscriptions (gateway.notify). Lookups are by meter and id, like markers.
+
+    async def add_notification(self, meter_id: str, fields: SubscriptionFields, *,
+                               at: datetime) -> Subscription:
+        """Store a new subscription (``DataError`` when its fields break a rule)."""
+
+    async def notifications(self, meter_id: str | None = None) -> list[Subscription]:
+        """The meter's subscriptions (every meter's with ``None``), by id."""
+
+    async def notification(self, meter_id: str, notification_id: int) -> Subscription | None: ...
+
+    async def delete_notification(self, meter_id: str, notification_id: int) -> bool:
+        """``False`` when the meter has no such subscription."""
+
+    async def notification_sent(self, notification_id: int, key: str, address: str, *,
+                                at: datetime) -> bool:
+        """Record a notice the notifier accepted and move the subscription's key to it,
+        in one transaction; ``False`` when the subscription is gone."""

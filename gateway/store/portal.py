@@ -14,6 +14,7 @@ from datetime import date, datetime
 from gateway.errors import ConfigError
 from gateway.markers import Marker, MarkerFields
 from gateway.model import DailyUsage, IntervalReading, MeterStatus
+from gateway.notify.rules import Subscription, SubscriptionFields
 from gateway.store import (
     Cursors,
     EditRecord,
@@ -119,3 +120,20 @@ class InfluxPortalStore:
 
     async def delete_marker(self, meter_id: str, marker_id: int) -> bool:
         return await self.local.delete_marker(meter_id, marker_id)
+
+    async def add_notification(self, meter_id: str, fields: SubscriptionFields, *,
+                               at: datetime) -> Subscription:
+        return await self.local.add_notification(meter_id, fields, at=at)
+
+    async def notifications(self, meter_id: str | None = None) -> list[Subscription]:
+        return await self.local.notifications(meter_id)
+
+    async def notification(self, meter_id: str, notification_id: int) -> Subscription | None:
+        return await self.local.notification(meter_id, notification_id)
+
+    async def delete_notification(self, meter_id: str, notification_id: int) -> bool:
+        return await self.local.delete_notification(meter_id, notification_id)
+
+    async def notification_sent(self, notification_id: int, key: str, address: str, *,
+                                at: datetime) -> bool:
+        return await self.local.notification_sent(notification_id, key, address, at=at)

@@ -34,6 +34,8 @@ import msgspec
 from gateway.errors import ConfigError, DataError, SinkError
 from gateway.markers import Marker, MarkerFields, check_fields
 from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
+from gateway.notify.rules import Subscription, SubscriptionFields
+from gateway.notify.rules import check_fields as check_subscription
 from gateway.store import (
     Cursors,
     EditRecord,
@@ -44,10 +46,12 @@ from gateway.store import (
     outbox,
 )
 from gateway.store import markers as marker_sql
+from gateway.store import notify as notify_sql
 
 #: 2: the outbox and its sinks (a gateway of schema 1 would write without queueing).
 #: 3: usage markers (gateway.store.markers); additive.
-SCHEMA_VERSION = 3
+#: 4: notification subscriptions (gateway.store.notify); additive.
+SCHEMA_VERSION = 4
 #: Page cache per connection, in KiB (SQLite takes a negative number as KiB).
 CACHE_KIB = -65536
 
@@ -301,7 +305,8 @@ class SqliteStore:
                 f"{SCHEMA_VERSION}: upgrade the gateway", retryable=False,
             )
         # New tables only: additive.
-        conn.executescript(_SCHEMA + outbox.OUTBOX_SCHEMA + marker_sql.MARKER_SCHEMA)
+        conn.executescript(_SCHEMA + outbox.OUTBOX_SCHEMA + marker_sql.MARKER_SCHEMA
+                           + notify_sql.NOTIFY_SCHEMA)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self._queue = bool(outbox.sink_names(conn))
 
@@ -655,6 +660,27 @@ class SqliteStore:
 
     async def delete_marker(self, meter_id: str, marker_id: int) -> bool:
         return await self._write(lambda c: marker_sql.delete(c, meter_id, marker_id))
+
+    # -- notification subscriptions (gateway.store.notify) ------------------------------
+
+    async def add_notification(self, meter_id: str, fields: SubscriptionFields, *,
+                               at: datetime) -> Subscription:
+        checked = check_subscription(fields)
+        return await self._write(lambda c: notify_sql.add(c, meter_id, checked, at))
+
+    async def notifications(self, meter_id: str | None = None) -> list[Subscription]:
+        return await self._read(lambda c: notify_sql.all_of(c, meter_id))
+
+    async def notification(self, meter_id: str, notification_id: int) -> Subscription | None:
+        return await self._read(lambda c: notify_sql.get(c, meter_id, notification_id))
+
+    async def delete_notification(self, meter_id: str, notification_id: int) -> bool:
+        return await self._write(lambda c: notify_sql.delete(c, meter_id, notification_id))
+
+    async def notification_sent(self, notification_id: int, key: str, address: str, *,
+                                at: datetime) -> bool:
+        return await self._write(
+            lambda c: notify_sql.sent(c, notification_id, key, address, at))
 
 
 def _closed_pool() -> ThreadPoolExecutor:
