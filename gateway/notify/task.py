@@ -1,0 +1,100 @@
+"""The periodic task that judges every subscription and sends what is due.
+
+Each run reads the subscriptions, the meters' days and last reads from the store, asks
+``gateway.notify.rules.evaluate`` for the next notice of each, sends it, and only once
+the notifier accepted it stores its key (``Store.notification_sent``). A notice the
+notifier refused stays due and goes out on a later run; a crash between the
+acceptance and the store re-sends that one notice once. A subscription's failure never
+holds up the others.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from gateway import log
+from gateway.clock import Clock
+from gateway.errors import SinkError
+from gateway.model import DailyUsage
+from gateway.notify.rules import JUDGE_DAYS, Subscription, evaluate
+from gateway.notify.smtp import Notifier
+from gateway.store import Store
+
+__all__ = ["MAX_PER_RUN", "Notifications"]
+
+_log = log.get("gateway.notify")
+
+#: Notices one subscription may send in one run (days above the threshold after an
+#: outage of the gateway); the rest follow on the next runs.
+MAX_PER_RUN = 10
+
+
+class Notifications:
+    """Every ``every_s`` seconds, the notices due for every subscription."""
+
+    def __init__(self, store: Store, notifier: Notifier, clock: Clock, *,
+                 every_s: float = 300.0) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.every_s = every_s
+        #: Notices sent and failed sends since start (for the status and the tests).
+        self.sent = 0
+        self.failed = 0
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        while True:
+            await self.run_once()
+            await self.clock.sleep_until(self.clock.now() + timedelta(seconds=self.every_s))
+
+    async def run_once(self) -> int:
+        """One pass over every subscription; the number of notices sent."""
+        sent = 0
+        for sub in await self.store.notifications():
+            try:
+                sent += await self._judge(sub)
+            except SinkError as exc:
+                self.failed += 1
+                _log.warning("notice not sent; it stays due for the next run",
+                             subscription=sub.id, meter_id=sub.meter_id, error=str(exc),
+                             retryable=exc.retryable)
+        self.sent += sent
+        return sent
+
+    async def _judge(self, sub: Subscription) -> int:
+        meter = await self.store.meter(sub.meter_id)
+        if meter is None:  # a meter no longer configured: nothing to judge
+            return 0
+        info = next((s for s in await self.store.series(sub.meter_id)
+                     if s.channel == sub.channel), None)
+        zone = ZoneInfo(info.timezone if info is not None else meter.timezone)
+        today = self.clock.now().astimezone(zone).date()
+        daily = await self._days(sub, today)
+        sent = 0
+        while sent < MAX_PER_RUN:
+            notice = evaluate(sub, daily, meter.last_read_at, today, zone=zone)
+            if notice is None:
+                break
+            await self.notifier.send(notice)
+            if not await self.store.notification_sent(sub.id, notice.key, notice.address,
+                                                      at=self.clock.now()):
+                break  # deleted while the notice went out
+            _log.info("notice sent", subscription=sub.id, meter_id=sub.meter_id,
+                      kind=sub.kind, key=notice.key)
+            sub = msgspec.structs.replace(sub, last_sent_key=notice.key)
+            sent += 1
+        return sent
+
+    async def _days(self, sub: Subscription, today: date) -> list[DailyUsage]:
+        if sub.kind == "daily_above":
+            return await self.store.daily(sub.meter_id, sub.channel,
+                                          today - timedelta(days=JUDGE_DAYS), today)
+        span = await self.store.daily_span(sub.meter_id, sub.channel)
+        if span is None:
+            return []
+        # The last day with data is all no_data needs.
+        return await self.store.daily(sub.meter_id, sub.channel, span[1], span[1])
