@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from gateway.api.feed import feed_router
 from gateway.api.greenbutton import greenbutton_router
 from gateway.api.markers import markers_router
+from gateway.api.notifications import notifications_router
 from gateway.api.operator import operator_router
 from gateway.api.schemas import Health
 from gateway.api.selfread import selfread_router
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(feed_router(store, default_channel, daily_limits))
     app.include_router(operator_router(store, default_channel, operator_token))
     app.include_router(markers_router(store, default_channel, operator_token, clock))
+    app.include_router(notifications_router(store, default_channel, operator_token, clock))
     app.include_router(greenbutton_router(store, default_channel))
     if self_reads is not None:  # manual meters' readings (gateway.api.selfread)
         app.include_router(selfread_router(self_reads, operator_token))

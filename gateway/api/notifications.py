@@ -1,0 +1,148 @@
+"""Notification routes: a meter's usage notifications (create, list, one, delete).
+
+Customer accounts come later. Until then a subscription is attached to a meter and an
+e-mail address, and these routes are guarded like the operator routes
+(``gateway.api.auth``). Every route names the meter in its path, so the per-customer
+check (may this customer see this meter, and is the address theirs?) slots in as one
+more dependency on the router without changing a URL. A subscription of another meter
+answers 404 like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from gateway.api.auth import operator_guard
+from gateway.api.feed import MeterId, Problem, find_series
+from gateway.clock import Clock, SystemClock
+from gateway.errors import DataError
+from gateway.notify.rules import (
+    ADDRESS_MAX,
+    MAX_NO_DATA_DAYS,
+    MAX_THRESHOLD_WH,
+    Kind,
+    Subscription,
+    SubscriptionFields,
+    check_fields,
+)
+from gateway.store import Store
+
+
+class NotificationIn(BaseModel):
+    """A notification as the customer sets it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind = Field(description="daily_above: a complete local day's usage above "
+                                   "threshold_wh; no_data: days whole local days without data.")
+    address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3,
+                                              max_length=ADDRESS_MAX)] = Field(
+        description="The e-mail address notices go to.")
+    channel: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="Channel (OBIS code); defaults to active energy import.")
+    threshold_wh: int | None = Field(None, ge=0, le=MAX_THRESHOLD_WH,
+                                     description="daily_above: the daily usage in Wh "
+                                                 "that a day must exceed.")
+    days: int | None = Field(None, ge=1, le=MAX_NO_DATA_DAYS,
+                             description="no_data: whole local days without data.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> NotificationIn:
+        try:
+            check_fields(self.fields("-"))
+        except DataError as exc:
+            raise ValueError(str(exc).removeprefix(f"{exc.source}: ")) from None
+        return self
+
+    def fields(self, default_channel: str) -> SubscriptionFields:
+        return SubscriptionFields(kind=self.kind, address=self.address,
+                                  channel=self.channel or default_channel,
+                                  threshold_wh=self.threshold_wh, days=self.days)
+
+
+class NotificationOut(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    meter_id: str
+    channel: str
+    kind: Kind
+    address: str
+    threshold_wh: int | None
+    days: int | None
+    created_at: datetime
+    last_sent_key: str | None = Field(description="What the last notice sent was about: "
+                                                  "its day, or the outage.")
+    last_sent_at: datetime | None
+
+
+class NotificationList(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    meter_id: str
+    notifications: list[NotificationOut]
+
+
+_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": Problem, "description": "Missing or wrong token"},
+    403: {"model": Problem, "description": "Notification routes are not enabled"},
+    404: {"model": Problem, "description": "Unknown meter, channel or notification"},
+}
+
+NotificationId = Annotated[int, Path(description="The notification's id (unique across "
+                                                 "meters).")]
+
+
+def notification_out(s: Subscription) -> NotificationOut:
+    return NotificationOut(id=s.id, meter_id=s.meter_id, channel=s.channel, kind=s.kind,
+                           address=s.address, threshold_wh=s.threshold_wh, days=s.days,
+                           created_at=s.created_at, last_sent_key=s.last_sent_key,
+                           last_sent_at=s.last_sent_at)
+
+
+def notifications_router(store: Store, default_channel: str, token: str | None,
+                         clock: Clock | None = None) -> APIRouter:
+    # Customer accounts will add their own check here: may this login see ``meter_id``?
+    router = APIRouter(prefix="/api/v1/meters/{meter_id}/notifications",
+                       tags=["usage notifications"], responses=_RESPONSES,
+                       dependencies=[Depends(operator_guard(token))])
+    now = (clock or SystemClock()).now
+
+    async def known_meter(meter_id: str) -> None:
+        if await store.meter(meter_id) is None:
+            raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
+
+    @router.post("", status_code=201, summary="Add a usage notification")
+    async def add(meter_id: MeterId, body: NotificationIn) -> NotificationOut:
+        fields = body.fields(default_channel)
+        await find_series(store, meter_id, fields.channel)  # 404: unknown meter or channel
+        return notification_out(await store.add_notification(meter_id, fields, at=now()))
+
+    @router.get("", summary="The meter's usage notifications")
+    async def listed(meter_id: MeterId) -> NotificationList:
+        await known_meter(meter_id)
+        return NotificationList(meter_id=meter_id, notifications=[
+            notification_out(s) for s in await store.notifications(meter_id)])
+
+    @router.get("/{notification_id}", summary="One usage notification")
+    async def one(meter_id: MeterId, notification_id: NotificationId) -> NotificationOut:
+        await known_meter(meter_id)
+        found = await store.notification(meter_id, notification_id)
+        if found is None:
+            raise HTTPException(404, detail=f"meter {meter_id!r} has no notification "
+                                            f"{notification_id}")
+        return notification_out(found)
+
+    @router.delete("/{notification_id}", status_code=204, summary="Delete a notification")
+    async def delete(meter_id: MeterId, notification_id: NotificationId) -> Response:
+        await known_meter(meter_id)
+        if not await store.delete_notification(meter_id, notification_id):
+            raise HTTPException(404, detail=f"meter {meter_id!r} has no notification "
+                                            f"{notification_id}")
+        return Response(status_code=204)
+
+    return router
