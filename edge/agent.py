@@ -32,6 +32,7 @@ from gateway.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:  # aiomqtt is imported only when a meter publishes over MQTT
     from gateway.ingest.mqtt_input import MqttSubscriber
+    from gateway.notify.task import Notifications
 
 _log = log.get("edge.agent")
 
@@ -57,6 +58,8 @@ class Agent:
         self.outbox_alarm = False
         self.outbox_paused = False
         self._portal: Store = self.store
+        #: The usage notifications' task; None without a [notify] section.
+        self.notifications: Notifications | None = None
 
     async def run(self, *, started: Callable[[Agent], Awaitable[None]] | None = None) -> None:
         """Run until cancelled. ``started`` is awaited once the API listens."""
@@ -87,6 +90,7 @@ class Agent:
                     paused=(lambda: self.outbox_paused) if can_wait else None,
                 ))
             self.mqtt_input = self._mqtt_input(pipeline, transitions)
+            self.notifications = self._notifications()
             # Bind before any task starts, so a busy port is a plain ConfigError.
             sock = _listen(settings.api.host, settings.api.port, self.assembly.config.file) \
                 if settings.api.enabled else None
@@ -105,6 +109,8 @@ class Agent:
                     tg.create_task(self._watch_outbox(), name="outbox")
                 if self.mqtt_input is not None:
                     tg.create_task(self.mqtt_input.run(), name="mqtt input")
+                if self.notifications is not None:
+                    tg.create_task(self.notifications.run(), name="notifications")
                 if sock is not None:
                     await self._start_api(tg, sock, token)
                 _log.info("gateway running", meters=len(self.pollers),
@@ -126,6 +132,17 @@ class Agent:
                   for p in self.assembly.mqtt]
         return MqttSubscriber(link=link, routes=routes, pipeline=pipeline, store=self.store,
                               clock=self.clock, transitions=transitions)
+
+    def _notifications(self) -> Notifications | None:
+        config = self.assembly.config
+        section = config.settings.notify
+        if section is None:
+            return None
+        from gateway.notify.task import Notifications
+        from gateway.settings_notify import smtp_notifier
+
+        return Notifications(self.store, smtp_notifier(section, config.file), self.clock,
+                             every_s=section.every_s)
 
     async def _sinks(self) -> None:
         """Declare the configured sinks in the store and build their deliveries."""

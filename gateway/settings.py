@@ -33,6 +33,7 @@ from gateway.model import Unit
 from gateway.profiles import PROFILES_DIR
 from gateway.settings_ingest import IngestSection
 from gateway.settings_mqtt import MqttSection
+from gateway.settings_notify import NotifySection
 from gateway.settings_sinks import OutboxSection, SinkConfig
 from gateway.workarounds import TcpWorkarounds, Workarounds, workaround_fix
 
@@ -583,6 +584,8 @@ class Settings(_Model):
     ingest: IngestSection = IngestSection()
     #: The broker MQTT meters publish to; required when there are MQTT meters.
     mqtt: MqttSection | None = None
+    #: The SMTP server usage notifications go out through; none are sent without it.
+    notify: NotifySection | None = None
 
     @model_validator(mode="after")
     def _portal_backend(self) -> Settings:
