@@ -55,7 +55,9 @@ async def test_the_agent_sends_due_notices(tmp_path: Path) -> None:
         task = asyncio.create_task(agent.run())
         try:
             async with asyncio.timeout(3):
-                while not inbox.messages:  # noqa: ASYNC110 - the server offers no event
+                # Until the send is stored, not only received: the server has the message
+                # before the gateway has its reply.
+                while agent.notifications is None or not agent.notifications.sent:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
         finally:
             task.cancel()

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.clock import ManualClock
+from gateway.errors import SinkError
 from gateway.model import IntervalReading, MeterStatus, Unit
 from gateway.notify.rules import SubscriptionFields
 from gateway.notify.smtp import SmtpNotifier
@@ -146,10 +147,44 @@ async def test_run_judges_every_period(store: SqliteStore, inbox: Inbox) -> None
         await store.write_intervals(day_of(D, 50))
         clock.set(local(D + timedelta(days=1), 0, 5))  # past the next run's time
         async with asyncio.timeout(3):
-            while not inbox.messages:  # noqa: ASYNC110 - the server offers no event
+            while not t.sent:  # noqa: ASYNC110 - the task offers no event
                 await asyncio.sleep(0.01)
     finally:
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
     assert t.sent == 1
+
+
+class LosesTheFirstSend(SqliteStore):
+    """The store fails once to record a send: a crash just after the server accepted."""
+
+    failed = False
+
+    async def notification_sent(self, notification_id: int, key: str, address: str, *,
+                                at: datetime) -> bool:
+        if not self.failed:
+            self.failed = True
+            raise SinkError("disk full", retryable=True)
+        return await super().notification_sent(notification_id, key, address, at=at)
+
+
+async def test_a_send_not_recorded_is_sent_again_once(tmp_path: Path, inbox: Inbox) -> None:
+    store = LosesTheFirstSend(tmp_path / "s.db")
+    await store.open()
+    try:
+        await store.register_series(SeriesInfo(meter_id="m1", channel=CH, unit=Unit.WH,
+                                               interval_s=900, timezone="America/Chicago"))
+        await store.set_meter_status(MeterStatus(meter_id="m1", timezone="America/Chicago"))
+        clock = ManualClock(local(D, 1))
+        await store.add_notification(
+            "m1", SubscriptionFields(kind="daily_above", address="c@example.org",
+                                     threshold_wh=1_000), at=clock.now())
+        await store.write_intervals(day_of(D, 50))
+        clock.set(local(D + timedelta(days=1), 6))
+        t = task(store, inbox, clock)
+        assert await t.run_once() == 0 and len(inbox.messages) == 1  # sent, not recorded
+        assert await t.run_once() == 1 and len(inbox.messages) == 2  # at most once more
+        assert await t.run_once() == 0 and len(inbox.messages) == 2
+    finally:
+        await store.close()
