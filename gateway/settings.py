@@ -8,7 +8,6 @@ variable) or ``_file`` (a file to read).
 
 from __future__ import annotations
 
-import os
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config_checks import Fixable, repeated
+from gateway.config_checks import Fixable, read_secret, repeated
 from gateway.drivers.mqtt.config import MqttInput
 from gateway.errors import ConfigError
 from gateway.model import Unit
@@ -642,26 +641,9 @@ class LoadedConfig(_Model):
     def operator_token(self) -> str | None:
         """The operator token, read from where the config points; None if none is set."""
         api = self.settings.api
-        if api.operator_token_env:
-            value = os.environ.get(api.operator_token_env, "").strip()
-            if not value:
-                raise ConfigError(f"environment variable {api.operator_token_env} is empty or "
-                                  "not set", file=self.file, key="api.operator_token_env",
-                                  fix=f"export {api.operator_token_env}=<a long random token>")
-            return value
-        if api.operator_token_file:
-            path = self.file.parent / api.operator_token_file
-            try:
-                value = path.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read {path}: {exc.strerror}", file=self.file,
-                                  key="api.operator_token_file",
-                                  fix="point to a readable file holding the token") from exc
-            if not value:
-                raise ConfigError(f"{path} is empty", file=self.file,
-                                  key="api.operator_token_file", fix="write the token into it")
-            return value
-        return None
+        return read_secret(config_file=self.file, key="api.operator_token",
+                           env=api.operator_token_env or None,
+                           file=api.operator_token_file, what="a long random token")
 
 
 class ConfigInvalid(ConfigError):

@@ -12,14 +12,13 @@ file), never from the file itself.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.config_checks import Fixable
+from gateway.config_checks import Fixable, read_secret
 from gateway.errors import ConfigError
 
 __all__ = ["MqttLink", "MqttSection", "default_client_id", "resolve_link"]
@@ -95,24 +94,8 @@ def resolve_link(section: MqttSection, file: Path, data_dir: Path) -> MqttLink:
     """Read the password and check the CA file now, so a missing one is a config
     problem (``ami-gateway check``) rather than a failed connection."""
     base = file.parent
-    password = None
-    if section.password_env is not None:
-        password = os.environ.get(section.password_env, "")
-        if not password:
-            raise ConfigError(f"environment variable {section.password_env} is empty or not set",
-                              file=file, key="mqtt.password_env",
-                              fix=f"export {section.password_env}=<the broker password>")
-    elif section.password_file is not None:
-        path = base / section.password_file
-        try:
-            password = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file,
-                              key="mqtt.password_file",
-                              fix="point to a readable file holding the password") from exc
-        if not password:
-            raise ConfigError(f"{path} is empty", file=file, key="mqtt.password_file",
-                              fix="write the password into it")
+    password = read_secret(config_file=file, key="mqtt.password", env=section.password_env,
+                           file=section.password_file, what="the broker password")
     ca_file = base / section.ca_file if section.ca_file is not None else None
     if ca_file is not None and not ca_file.is_file():
         raise ConfigError(f"no CA file {ca_file}", file=file, key="mqtt.ca_file",

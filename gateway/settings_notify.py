@@ -8,14 +8,13 @@ password never lives in the file: ``password_env`` (an environment variable) or
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.config_checks import Fixable
-from gateway.errors import ConfigError, DataError
+from gateway.config_checks import Fixable, read_secret
+from gateway.errors import DataError
 from gateway.notify.rules import SubscriptionFields, check_fields
 from gateway.notify.smtp import SmtpNotifier
 
@@ -63,24 +62,9 @@ class NotifySection(BaseModel):
 
 def smtp_notifier(section: NotifySection, file: Path) -> SmtpNotifier:
     """The notifier, its password read now so a missing one is a config problem."""
-    password = None
-    if section.password_env is not None:
-        password = os.environ.get(section.password_env, "")
-        if not password:
-            raise ConfigError(f"environment variable {section.password_env} is empty or not set",
-                              file=file, key="notify.password_env",
-                              fix=f"export {section.password_env}=<the SMTP password>")
-    elif section.password_file is not None:
-        path = file.parent / section.password_file
-        try:
-            password = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file,
-                              key="notify.password_file",
-                              fix="point to a readable file holding the password") from exc
-        if not password:
-            raise ConfigError(f"{path} is empty", file=file, key="notify.password_file",
-                              fix="write the password into it")
+    password = read_secret(config_file=file, key="notify.password",
+                           env=section.password_env, file=section.password_file,
+                           what="the SMTP password")
     return SmtpNotifier(section.smtp_host, section.smtp_port, section.sender,
                         starttls=section.starttls, username=section.username,
                         password=password, timeout_s=section.timeout_s)

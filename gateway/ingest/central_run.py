@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway import log
+from gateway.config_checks import read_secret
 from gateway.errors import ConfigError
 from gateway.ingest.central import CentralIngest, IngestTarget, SqliteTarget
 from gateway.ingest.central_link import BrokerLink, LinkOptions, retire_session
@@ -41,26 +41,8 @@ PROGRESS_S = 10.0
 
 def ingest_password(cfg: LoadedConfig) -> str | None:
     ing = cfg.settings.ingest
-    if ing.password_env is not None:
-        value = os.environ.get(ing.password_env, "").strip()
-        if not value:
-            raise ConfigError(f"environment variable {ing.password_env} is empty or not set",
-                              file=cfg.file, key="ingest.password_env",
-                              fix=f"export {ing.password_env}=<the broker password>")
-        return value
-    if ing.password_file is not None:
-        path = _relative(cfg, ing.password_file)
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}", file=cfg.file,
-                              key="ingest.password_file",
-                              fix="point to a readable file holding the password") from exc
-        if not value:
-            raise ConfigError(f"{path} is empty", file=cfg.file, key="ingest.password_file",
-                              fix="write the broker password into it")
-        return value
-    return None
+    return read_secret(config_file=cfg.file, key="ingest.password", env=ing.password_env,
+                       file=ing.password_file, what="the broker password")
 
 
 def _relative(cfg: LoadedConfig, path: Path) -> Path:

@@ -7,9 +7,9 @@ once, from the environment or a file the config names (never from the config its
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
+from gateway.config_checks import read_secret
 from gateway.errors import ConfigError
 from gateway.ingest.delivery import Sink
 from gateway.settings import LoadedConfig
@@ -50,14 +50,11 @@ def sink_problems(config: LoadedConfig) -> list[ConfigError]:
 
 def uplink_password(config: LoadedConfig, sink: UplinkSinkConfig, where: str) -> str:
     """The broker password of the edge, from ``password_env`` or ``password_file``."""
-    if sink.password_env is not None:
-        value = os.environ.get(sink.password_env, "").strip()
-        if not value:
-            raise ConfigError(f"environment variable {sink.password_env} is empty or not set",
-                              file=config.file, key=f"{where}.password_env",
-                              fix=f"export {sink.password_env}=<the broker password of "
-                                  f"{sink.edge_id}>")
-        return value
+    value = read_secret(config_file=config.file, key=f"{where}.password",
+                        env=sink.password_env, file=sink.password_file,
+                        what=f"the broker password of {sink.edge_id}")
+    assert value is not None  # the config model requires one of the two
+    return value
     assert sink.password_file is not None  # the config model requires one of the two
     path = sink.password_file
     path = path if path.is_absolute() else config.file.parent / path

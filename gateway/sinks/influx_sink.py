@@ -8,10 +8,10 @@ read once at start; :func:`sink_problems` checks them for ``ami-gateway check``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.config_checks import read_secret
 from gateway.errors import ConfigError, DataError
 from gateway.model import IntervalReading
 from gateway.settings import LoadedConfig
@@ -57,26 +57,8 @@ class InfluxSink:
 
 def _secret(config: LoadedConfig, where: str, name: str, env: str | None,
             file: Path | None) -> str | None:
-    if env is not None:
-        value = os.environ.get(env, "")
-        if not value.strip():
-            raise ConfigError(f"environment variable {env} is empty or not set",
-                              file=config.file, key=f"{where}.{name}_env",
-                              fix=f"export {env}=<the InfluxDB {name}>")
-        return value.strip()
-    if file is not None:
-        path = file if file.is_absolute() else config.file.parent / file
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}", file=config.file,
-                              key=f"{where}.{name}_file",
-                              fix=f"point to a readable file holding the {name}") from exc
-        if not value:
-            raise ConfigError(f"{path} is empty", file=config.file, key=f"{where}.{name}_file",
-                              fix=f"write the {name} into it")
-        return value
-    return None
+    return read_secret(config_file=config.file, key=f"{where}.{name}", env=env, file=file,
+                       what=f"the InfluxDB {name}")
 
 
 def influx_auth(config: LoadedConfig, sink: InfluxSinkConfig, where: str) -> InfluxAuth | None:
