@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from gateway.accounts import BillingAccount, Window
 from gateway.errors import ConfigError, DataError, SinkError
 from gateway.markers import Marker, MarkerFields, check_fields
 from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
@@ -45,13 +46,15 @@ from gateway.store import (
     WriteResult,
     outbox,
 )
+from gateway.store import accounts as account_sql
 from gateway.store import markers as marker_sql
 from gateway.store import notify as notify_sql
 
 #: 2: the outbox and its sinks (a gateway of schema 1 would write without queueing).
 #: 3: usage markers (gateway.store.markers); additive.
 #: 4: notification subscriptions (gateway.store.notify); additive.
-SCHEMA_VERSION = 4
+#: 5: customer accounts, logins and sessions (gateway.store.accounts); additive.
+SCHEMA_VERSION = 5
 #: Page cache per connection, in KiB (SQLite takes a negative number as KiB).
 CACHE_KIB = -65536
 
@@ -306,7 +309,7 @@ class SqliteStore:
             )
         # New tables only: additive.
         conn.executescript(_SCHEMA + outbox.OUTBOX_SCHEMA + marker_sql.MARKER_SCHEMA
-                           + notify_sql.NOTIFY_SCHEMA)
+                           + notify_sql.NOTIFY_SCHEMA + account_sql.ACCOUNTS_SCHEMA)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self._queue = bool(outbox.sink_names(conn))
 
@@ -681,6 +684,51 @@ class SqliteStore:
                                 at: datetime) -> bool:
         return await self._write(
             lambda c: notify_sql.sent(c, notification_id, key, address, at))
+
+    # -- customer accounts (gateway.store.accounts; the AccountStore protocol) ----------
+
+    async def put_accounts(self, accounts: list[BillingAccount]) -> int:
+        return await self._write(lambda c: account_sql.put_accounts(c, accounts))
+
+    async def add_customer(self, email: str, salt: bytes, digest: bytes, *,
+                           at: datetime) -> int | None:
+        return await self._write(lambda c: account_sql.add_customer(c, email, salt, digest, at))
+
+    async def customer_by_email(self, email: str) -> tuple[int, bytes, bytes] | None:
+        return await self._read(lambda c: account_sql.customer_by_email(c, email))
+
+    async def add_session(self, token_hash: bytes, customer_id: int, *, expires_at: datetime,
+                          now: datetime) -> None:
+        await self._write(
+            lambda c: account_sql.add_session(c, token_hash, customer_id, expires_at, now))
+
+    async def session(self, token_hash: bytes, *, now: datetime) -> int | None:
+        return await self._read(lambda c: account_sql.session(c, token_hash, now))
+
+    async def end_session(self, token_hash: bytes) -> bool:
+        return await self._write(lambda c: account_sql.end_session(c, token_hash))
+
+    async def try_link(self, keys: list[str], *, since: datetime, now: datetime,
+                       limit: int) -> bool:
+        return await self._write(lambda c: account_sql.try_link(c, keys, since, now, limit))
+
+    async def link(self, customer_id: int, account_number: str, cents: int, *,
+                   at: datetime) -> bool:
+        return await self._write(
+            lambda c: account_sql.link(c, customer_id, account_number, cents, at))
+
+    async def linked(self, customer_id: int) -> list[BillingAccount]:
+        return await self._read(lambda c: account_sql.linked(c, customer_id))
+
+    async def windows(self, customer_id: int, meter_id: str) -> list[Window]:
+        return await self._read(lambda c: account_sql.windows(c, customer_id, meter_id))
+
+    async def own_notification(self, notification_id: int, customer_id: int) -> None:
+        await self._write(lambda c: account_sql.own_notification(c, notification_id,
+                                                                 customer_id))
+
+    async def notification_owners(self, ids: list[int]) -> dict[int, int]:
+        return await self._read(lambda c: account_sql.notification_owners(c, ids))
 
 
 def _closed_pool() -> ThreadPoolExecutor:
