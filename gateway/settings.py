@@ -87,6 +87,11 @@ class ApiSection(_Model):
     #: Where the portal reads intervals and daily usage: the local store ("sqlite"), or
     #: the name of an InfluxDB sink (the production store the outbox delivers to).
     backend: Annotated[str, Field(min_length=1)] = "sqlite"
+    #: Customer logins and accounts (gateway.api.access): every meter route then takes
+    #: the operator token or a customer session, and a customer sees only the meters and
+    #: days of their linked billing accounts. Off, the feed routes stay open (behind a
+    #: proxy) as before.
+    customers: bool = False
 
 
 class RulesSection(_Model):

@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from gateway.api.access import Access, AccountStore, guard_meter_routes
+from gateway.api.customers import customers_router
 from gateway.api.feed import feed_router
 from gateway.api.greenbutton import greenbutton_router
 from gateway.api.markers import markers_router
@@ -26,7 +28,7 @@ from gateway.api.operator import operator_router
 from gateway.api.schemas import Health
 from gateway.api.selfread import selfread_router
 from gateway.api.status import status_router
-from gateway.clock import Clock
+from gateway.clock import Clock, SystemClock
 from gateway.ingest.selfread import SelfReads
 from gateway.status import StatusView
 from gateway.store import Store
@@ -56,11 +58,16 @@ def create_app(
     daily_limits: Mapping[str, DailyLimits] | None = None,
     status: Callable[[], Awaitable[StatusView]] | None = None,
     clock: Clock | None = None,
+    accounts: AccountStore | None = None,
 ) -> FastAPI:
     """The portal app. ``daily_limits`` are each meter's daily usage checks (from the
     config: ``Assembly.daily_limits()``), judged when a daily view is built; ``clock``
-    tells today (the system's clock unless given)."""
+    tells today (the system's clock unless given). ``accounts`` (the store, when
+    ``[api] customers = true``) turns customer access on (``gateway.api.access``)."""
     app = FastAPI(
+        # Every route with a meter in its path checks who may see it, even one whose
+        # router forgot to (gateway.api.access).
+        dependencies=[Depends(guard_meter_routes)],
         # The interactive docs load their scripts from a CDN: off; /openapi.json stays.
         docs_url=None, redoc_url=None,
         title=title,
@@ -68,10 +75,18 @@ def create_app(
         version="1",
     )
     app.add_exception_handler(RequestValidationError, _explain_validation)
+    now = (clock or SystemClock()).now
+    app.state.access = Access(store=store, accounts=accounts, operator_token=operator_token,
+                              now=now)
+    customers = accounts is not None
     app.include_router(feed_router(store, default_channel, daily_limits))
     app.include_router(operator_router(store, default_channel, operator_token))
-    app.include_router(markers_router(store, default_channel, operator_token, clock))
-    app.include_router(notifications_router(store, default_channel, operator_token, clock))
+    app.include_router(markers_router(store, default_channel, operator_token, clock,
+                                      customers=customers))
+    app.include_router(notifications_router(store, default_channel, operator_token, clock,
+                                            accounts=accounts))
+    if accounts is not None:
+        app.include_router(customers_router(accounts, operator_token, now))
     app.include_router(greenbutton_router(store, default_channel))
     if self_reads is not None:  # manual meters' readings (gateway.api.selfread)
         app.include_router(selfread_router(self_reads, operator_token))

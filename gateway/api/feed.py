@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from datetime import UTC, date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel
 
+from gateway.api.access import MeterView, meter_access
 from gateway.api.rates import build_view, checks_by_day, rate_label, tariff_of, tariffs_of
 from gateway.api.schemas import (
     DailyList,
@@ -74,7 +75,8 @@ def feed_router(store: Store, default_channel: str,
     the meter's active import (``default_channel`` and its tariff registers) when a
     daily view is built from the stored rollups: consistent with whatever the store
     holds now (replays, edits), and cheap (a few more rollup rows for the history)."""
-    router = APIRouter(prefix="/api/v1", tags=["portal feed"])
+    router = APIRouter(prefix="/api/v1", tags=["portal feed"],
+                       dependencies=[Depends(meter_access)])  # who may see which meter
     limits_of = dict(daily_limits or {})
 
     async def series_of(meter_id: str, channel: str | None) -> SeriesInfo:
@@ -100,11 +102,12 @@ def feed_router(store: Store, default_channel: str,
             return date.min
 
     @router.get("/meters", summary="Meters, their status and channels")
-    async def meters() -> MeterList:
+    async def meters(view: Annotated[MeterView, Depends(meter_access)]) -> MeterList:
         by_meter: dict[str, list[SeriesInfo]] = defaultdict(list)
         for info in await store.series():
             by_meter[info.meter_id].append(info)
-        statuses = sorted(await store.meters(), key=lambda m: m.meter_id)
+        statuses = sorted((m for m in await store.meters() if view.sees_meter(m.meter_id)),
+                          key=lambda m: m.meter_id)
         return MeterList(
             default_channel=default_channel,
             meters=[meter_out(m, by_meter.get(m.meter_id, [])) for m in statuses],

@@ -1,15 +1,16 @@
 """``GET /api/v1/meters/{meter_id}/greenbutton``: Green Button Download My Data for a
 meter's channel over local days, as ESPI 3.3 Atom XML or the portals' CSV layout
-(gateway.espi). Access is the feed's: the per-customer check of the accounts work will
-guard this route as it guards /intervals and /daily."""
+(gateway.espi). Access is the feed's (``gateway.api.access.meter_access``): open with
+customer access off; on, a customer downloads only the days of their own accounts."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
+from gateway.api.access import meter_access
 from gateway.errors import DataError
 from gateway.espi_cli import render_espi
 from gateway.store import Store
@@ -23,7 +24,7 @@ _MEDIA = {"xml": "application/atom+xml", "csv": "text/csv; charset=utf-8"}
 
 
 def greenbutton_router(store: Store, default_channel: str) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["feed"])
+    router = APIRouter(prefix="/api/v1", tags=["feed"], dependencies=[Depends(meter_access)])
 
     @router.get(
         "/meters/{meter_id}/greenbutton",

@@ -1,11 +1,15 @@
 """Usage marker routes: a meter's markers (create, list, edit, delete) and the before/after
 comparison around one (``gateway.markers_compare``).
 
-Customer accounts come later. Until then these routes are guarded like the operator
-routes (``gateway.api.auth``), and every route names the meter in its path so that
-the per-customer check (may this customer see this meter?) slots in as one more
-dependency on the router, without changing a URL. A marker of another meter answers
-404 like a marker that does not exist: the reply never tells that it exists elsewhere.
+Access: with customer access off these routes take the operator token
+(``gateway.api.auth``); on, the operator token or a customer session, through
+``gateway.api.access.meter_access``. A customer sees and edits a meter's markers that
+lie within the days of their account (``valid_from`` to ``valid_to``), whoever made
+them, and adds markers only within those days: the previous occupant's markers lie
+before the new occupant's first day, so they stay out of sight, with no owner to keep.
+A comparison reads only the days of the account around the marker. A marker of another
+meter, or outside the customer's days, answers 404 like a marker that does not exist:
+the reply never tells that it exists elsewhere.
 
 The daily endpoint stays as it is: the page fetches the markers of the days it shows
 from here (``GET .../markers?from=&to=``) and draws them on the daily graph.
@@ -20,6 +24,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from gateway.api.access import MeterAccess, MeterView, meter_access
 from gateway.api.auth import operator_guard
 from gateway.api.feed import ChannelParam, MeterId, Problem, find_series, invalid
 from gateway.api.schemas import kwh
@@ -141,32 +146,42 @@ def _window_out(w: Window | None, unit: Unit) -> WindowOut | None:
 
 
 def markers_router(store: Store, default_channel: str, token: str | None,
-                   clock: Clock | None = None) -> APIRouter:
-    """The marker routes. ``clock`` tells the meter's today (so a window never reaches it)."""
-    # Customer accounts will add their own check here: may this login see ``meter_id``?
+                   clock: Clock | None = None, *, customers: bool = False) -> APIRouter:
+    """The marker routes. ``clock`` tells the meter's today (so a window never reaches it);
+    ``customers``: customer sessions are let in (by ``meter_access``), not only the
+    operator token."""
+    guards = [Depends(meter_access)] + ([] if customers else [Depends(operator_guard(token))])
     router = APIRouter(prefix="/api/v1/meters/{meter_id}/markers", tags=["usage markers"],
-                       responses=_RESPONSES, dependencies=[Depends(operator_guard(token))])
+                       responses=_RESPONSES, dependencies=guards)
     now = (clock or SystemClock()).now
 
     async def known_meter(meter_id: str) -> None:
         if await store.meter(meter_id) is None:
             raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
 
-    async def find(meter_id: str, marker_id: int) -> Marker:
+    def visible(view: MeterView, m: Marker) -> bool:
+        return view.sees_days(m.start, m.end or m.start)
+
+    async def find(meter_id: str, marker_id: int, view: MeterView) -> Marker:
         await known_meter(meter_id)
         found = await store.marker(meter_id, marker_id)
-        if found is None:
+        if found is None or not visible(view, found):
             raise HTTPException(404, detail=f"meter {meter_id!r} has no marker {marker_id}")
         return found
 
+    def inside(view: MeterView, body: MarkerIn) -> None:
+        if not view.sees_days(body.start, body.end or body.start):
+            raise invalid("start", "the marker's days are outside the days of your account")
+
     @router.post("", status_code=201, summary="Add a usage marker")
-    async def add(meter_id: MeterId, body: MarkerIn) -> MarkerOut:
+    async def add(meter_id: MeterId, body: MarkerIn, view: MeterAccess) -> MarkerOut:
         await known_meter(meter_id)
+        inside(view, body)
         return marker_out(await store.add_marker(meter_id, body.fields(), at=now()))
 
     @router.get("", summary="The meter's markers touching a range of local days")
     async def listed(
-        meter_id: MeterId,
+        meter_id: MeterId, view: MeterAccess,
         first: Annotated[date | None, Query(alias="from", description="First local day, "
                                             "inclusive; open when absent.")] = None,
         last: Annotated[date | None, Query(alias="to", description="Last local day, "
@@ -177,23 +192,25 @@ def markers_router(store: Store, default_channel: str, token: str | None,
         await known_meter(meter_id)
         found = await store.markers(meter_id, first, last)
         return MarkerList(meter_id=meter_id, first=first, last=last,
-                          markers=[marker_out(m) for m in found])
+                          markers=[marker_out(m) for m in found if visible(view, m)])
 
     @router.get("/{marker_id}", summary="One marker")
-    async def one(meter_id: MeterId, marker_id: MarkerId) -> MarkerOut:
-        return marker_out(await find(meter_id, marker_id))
+    async def one(meter_id: MeterId, marker_id: MarkerId, view: MeterAccess) -> MarkerOut:
+        return marker_out(await find(meter_id, marker_id, view))
 
     @router.put("/{marker_id}", summary="Edit a marker (all of its fields)")
-    async def edit(meter_id: MeterId, marker_id: MarkerId, body: MarkerIn) -> MarkerOut:
-        await find(meter_id, marker_id)
+    async def edit(meter_id: MeterId, marker_id: MarkerId, body: MarkerIn,
+                   view: MeterAccess) -> MarkerOut:
+        await find(meter_id, marker_id, view)
+        inside(view, body)
         changed = await store.update_marker(meter_id, marker_id, body.fields(), at=now())
         if changed is None:  # deleted in between
             raise HTTPException(404, detail=f"meter {meter_id!r} has no marker {marker_id}")
         return marker_out(changed)
 
     @router.delete("/{marker_id}", status_code=204, summary="Delete a marker")
-    async def delete(meter_id: MeterId, marker_id: MarkerId) -> Response:
-        await known_meter(meter_id)
+    async def delete(meter_id: MeterId, marker_id: MarkerId, view: MeterAccess) -> Response:
+        await find(meter_id, marker_id, view)
         if not await store.delete_marker(meter_id, marker_id):
             raise HTTPException(404, detail=f"meter {meter_id!r} has no marker {marker_id}")
         return Response(status_code=204)
@@ -201,19 +218,20 @@ def markers_router(store: Store, default_channel: str, token: str | None,
     @router.get("/{marker_id}/comparison",
                 summary="Average daily usage before and after the marker")
     async def comparison(
-        meter_id: MeterId, marker_id: MarkerId,
+        meter_id: MeterId, marker_id: MarkerId, view: MeterAccess,
         days: Annotated[int, Query(ge=MIN_DAYS, le=MAX_DAYS, description=(
             "Days on each side of a point marker (clipped to the data and to yesterday); "
             "a range marker is compared with as many days just before it."))] = DEFAULT_DAYS,
         channel: ChannelParam = None,
     ) -> ComparisonOut:
-        marker = await find(meter_id, marker_id)
+        marker = await find(meter_id, marker_id, view)
         info = await find_series(store, meter_id, channel or default_channel)
         yesterday = now().astimezone(ZoneInfo(info.timezone)).date() - timedelta(days=1)
-        span = await store.daily_span(meter_id, info.channel)
+        span = _clip(await store.daily_span(meter_id, info.channel), view, marker)
         p = plan(marker, span=span, yesterday=yesterday, window_days=days)
         rows = [] if p.days == 0 else await store.daily(meter_id, info.channel,
                                                         p.before_first, p.after_last)
+        rows = [r for r in rows if view.sees_days(r.day, r.day)]
         c = compare(marker, rows, span=span, yesterday=yesterday, window_days=days)
         unit = info.unit.base
         return ComparisonOut(
@@ -225,3 +243,17 @@ def markers_router(store: Store, default_channel: str, token: str | None,
             quality=c.quality, verdict=c.verdict)
 
     return router
+
+
+def _clip(span: tuple[date, date] | None, view: MeterView,
+          marker: Marker) -> tuple[date, date] | None:
+    """The data span cut to the customer's window that holds the marker, so the
+    comparison's windows never reach another occupant's days."""
+    if span is None or view.windows is None:
+        return span
+    for w in view.windows:
+        last = w.end - timedelta(days=1) if w.end is not None else date.max
+        if w.first <= marker.start <= last:
+            first, end = max(span[0], w.first), min(span[1], last)
+            return (first, end) if first <= end else None
+    return None

@@ -1,21 +1,24 @@
 """Notification routes: a meter's usage notifications (create, list, one, delete).
 
-Customer accounts come later. Until then a subscription is attached to a meter and an
-e-mail address, and these routes are guarded like the operator routes
-(``gateway.api.auth``). Every route names the meter in its path, so the per-customer
-check (may this customer see this meter, and is the address theirs?) slots in as one
-more dependency on the router without changing a URL. A subscription of another meter
-answers 404 like one that does not exist.
+A subscription is attached to a meter and an e-mail address. With customer access off
+these routes take the operator token (``gateway.api.auth``); on, the operator token or
+a customer session, through ``gateway.api.access.meter_access``. A subscription a
+customer creates is theirs (``notification_owner``): a customer sees and deletes only
+their own, and creates one only while an account of theirs holds the meter today; the
+operator sees all. A subscription of another meter, or of another login, answers 404
+like one that does not exist.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from gateway.api.access import AccountStore, MeterAccess, MeterView, meter_access
 from gateway.api.auth import operator_guard
 from gateway.api.feed import MeterId, Problem, find_series
 from gateway.clock import Clock, SystemClock
@@ -105,41 +108,62 @@ def notification_out(s: Subscription) -> NotificationOut:
 
 
 def notifications_router(store: Store, default_channel: str, token: str | None,
-                         clock: Clock | None = None) -> APIRouter:
-    # Customer accounts will add their own check here: may this login see ``meter_id``?
+                         clock: Clock | None = None, *,
+                         accounts: AccountStore | None = None) -> APIRouter:
+    """``accounts``: customer access is on, customer sessions are let in (by
+    ``meter_access``) and own the subscriptions they create."""
+    guards = [Depends(meter_access)] + (
+        [] if accounts is not None else [Depends(operator_guard(token))])
     router = APIRouter(prefix="/api/v1/meters/{meter_id}/notifications",
                        tags=["usage notifications"], responses=_RESPONSES,
-                       dependencies=[Depends(operator_guard(token))])
+                       dependencies=guards)
     now = (clock or SystemClock()).now
 
     async def known_meter(meter_id: str) -> None:
         if await store.meter(meter_id) is None:
             raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
 
-    @router.post("", status_code=201, summary="Add a usage notification")
-    async def add(meter_id: MeterId, body: NotificationIn) -> NotificationOut:
-        fields = body.fields(default_channel)
-        await find_series(store, meter_id, fields.channel)  # 404: unknown meter or channel
-        return notification_out(await store.add_notification(meter_id, fields, at=now()))
+    async def mine(view: MeterView, found: list[Subscription]) -> list[Subscription]:
+        if view.customer_id is None or accounts is None:
+            return found
+        owners = await accounts.notification_owners([s.id for s in found])
+        return [s for s in found if owners.get(s.id) == view.customer_id]
 
-    @router.get("", summary="The meter's usage notifications")
-    async def listed(meter_id: MeterId) -> NotificationList:
-        await known_meter(meter_id)
-        return NotificationList(meter_id=meter_id, notifications=[
-            notification_out(s) for s in await store.notifications(meter_id)])
-
-    @router.get("/{notification_id}", summary="One usage notification")
-    async def one(meter_id: MeterId, notification_id: NotificationId) -> NotificationOut:
+    async def find(meter_id: str, notification_id: int, view: MeterView) -> Subscription:
         await known_meter(meter_id)
         found = await store.notification(meter_id, notification_id)
-        if found is None:
+        if found is None or not await mine(view, [found]):
             raise HTTPException(404, detail=f"meter {meter_id!r} has no notification "
                                             f"{notification_id}")
-        return notification_out(found)
+        return found
+
+    @router.post("", status_code=201, summary="Add a usage notification")
+    async def add(meter_id: MeterId, body: NotificationIn, view: MeterAccess) -> NotificationOut:
+        fields = body.fields(default_channel)
+        info = await find_series(store, meter_id, fields.channel)  # 404: unknown meter or channel
+        today = now().astimezone(ZoneInfo(info.timezone)).date()
+        if not view.sees_days(today, today):
+            raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
+        added = await store.add_notification(meter_id, fields, at=now())
+        if view.customer_id is not None and accounts is not None:
+            await accounts.own_notification(added.id, view.customer_id)
+        return notification_out(added)
+
+    @router.get("", summary="The meter's usage notifications")
+    async def listed(meter_id: MeterId, view: MeterAccess) -> NotificationList:
+        await known_meter(meter_id)
+        return NotificationList(meter_id=meter_id, notifications=[
+            notification_out(s) for s in await mine(view, await store.notifications(meter_id))])
+
+    @router.get("/{notification_id}", summary="One usage notification")
+    async def one(meter_id: MeterId, notification_id: NotificationId,
+                  view: MeterAccess) -> NotificationOut:
+        return notification_out(await find(meter_id, notification_id, view))
 
     @router.delete("/{notification_id}", status_code=204, summary="Delete a notification")
-    async def delete(meter_id: MeterId, notification_id: NotificationId) -> Response:
-        await known_meter(meter_id)
+    async def delete(meter_id: MeterId, notification_id: NotificationId,
+                     view: MeterAccess) -> Response:
+        await find(meter_id, notification_id, view)
         if not await store.delete_notification(meter_id, notification_id):
             raise HTTPException(404, detail=f"meter {meter_id!r} has no notification "
                                             f"{notification_id}")
