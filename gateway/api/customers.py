@@ -120,10 +120,12 @@ async def customer_only(who: Annotated[Viewer, Depends(viewer)]) -> Viewer:
     return who
 
 
+Customer = Annotated[Viewer, Depends(customer_only)]
+
+
 def customers_router(accounts: AccountStore, operator_token: str | None,
                      now: Callable[[], datetime]) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["customer accounts"])
-    Customer = Annotated[Viewer, Depends(customer_only)]
 
     @router.post("/accounts", summary="Load the utility's billing accounts (operator)",
                  dependencies=[Depends(operator_guard(operator_token))])
