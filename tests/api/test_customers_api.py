@@ -356,3 +356,20 @@ async def test_with_customers_off_the_api_is_as_before(store: SqliteStore) -> No
         assert (await c.post("/api/v1/customers", json={"email": "a@example.org",
                                                         "password": PASSWORD})
                 ).status_code in (404, 405)
+
+
+async def test_a_route_added_without_the_check_is_guarded_all_the_same(portal: Portal) -> None:
+    """The app-wide guard: a meter route whose router forgot ``meter_access`` (a new one,
+    say) still answers 404 for another customer's meter."""
+
+    @portal.app.get("/api/v1/meters/{meter_id}/forgetful")
+    async def forgetful(meter_id: str) -> dict[str, str]:
+        return {"meter_id": meter_id, "secret": "usage"}
+
+    a = await portal.customer("a@example.org", ("A-100", "42.17"))
+    r = await portal.client.get(f"/api/v1/meters/{OTHER}/forgetful", headers=a)
+    assert r.status_code == 404 and "secret" not in r.text
+    assert (await portal.client.get(f"/api/v1/meters/{METER}/forgetful", headers=a)
+            ).status_code == 200
+    r = await portal.client.get(f"/api/v1/meters/{METER}/forgetful")
+    assert r.status_code == 401
