@@ -219,8 +219,10 @@ class Agent:
                          token: str | None) -> None:
         # The socket is bound by us rather than by uvicorn, which would exit the process.
         self.api_port = int(sock.getsockname()[1])
+        customers = self.assembly.config.settings.api.customers
         app = create_app(self._portal, operator_token=token, self_reads=self.self_reads,
-                         daily_limits=self.assembly.daily_limits(), status=self.status)
+                         daily_limits=self.assembly.daily_limits(), status=self.status,
+                         clock=self.clock, accounts=self.store if customers else None)
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._server = server

@@ -23,6 +23,7 @@ from gateway.api.customers import customers_router
 from gateway.api.feed import feed_router
 from gateway.api.greenbutton import greenbutton_router
 from gateway.api.markers import markers_router
+from gateway.api.monthly import monthly_router
 from gateway.api.notifications import notifications_router
 from gateway.api.operator import operator_router
 from gateway.api.schemas import Health
@@ -88,6 +89,7 @@ def create_app(
     if accounts is not None:
         app.include_router(customers_router(accounts, operator_token, now))
     app.include_router(greenbutton_router(store, default_channel))
+    app.include_router(monthly_router(store, default_channel, clock))
     if self_reads is not None:  # manual meters' readings (gateway.api.selfread)
         app.include_router(selfread_router(self_reads, operator_token))
     if status is not None:  # the running gateway's outbox and meters (gateway.status)

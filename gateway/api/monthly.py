@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.access import MeterAccess, MeterView, unknown_meter
 from gateway.api.feed import ChannelParam, MeterId, Problem, find_series, invalid
 from gateway.api.rates import rate_label, tariffs_of
 from gateway.api.schemas import Rate, kwh
@@ -138,6 +139,7 @@ def monthly_router(store: Store, default_channel: str,
     )
     async def monthly(
         meter_id: MeterId,
+        view: MeterAccess,
         first_text: Annotated[str | None, Query(
             alias="from", description="First month, inclusive (YYYY-MM); defaults to 11 "
             "months before `to`.", examples=["2026-01"])] = None,
@@ -151,6 +153,14 @@ def monthly_router(store: Store, default_channel: str,
         asked_last = _month_param("to", last_text)
         info = await find_series(store, meter_id, channel or default_channel)
         first, last = _window(asked_first, asked_last, current_month(now(), info.timezone))
+        if view.windows is not None:
+            # A customer's months: the access check judged only what was asked for, so a
+            # default window keeps to whole months of their own accounts (a month half
+            # the previous occupant's would show that occupant's usage).
+            own = _own_months(view, first, last)
+            if own is None:
+                raise unknown_meter(meter_id)
+            first, last = own
         unit = info.unit.base
         months = summarize(await store.daily(meter_id, info.channel, first.first, last.last),
                            first, last)
@@ -179,3 +189,19 @@ def monthly_router(store: Store, default_channel: str,
         )
 
     return router
+
+
+def _own_months(view: MeterView, first: Month, last: Month) -> tuple[Month, Month] | None:
+    """The latest run of whole months in ``first``..``last`` that the customer sees
+    entirely; None when there is none."""
+    latest: tuple[Month, Month] | None = None
+    start: Month | None = None
+    month = first
+    while month <= last:
+        if view.sees_days(month.first, month.last):
+            start = start or month
+            latest = (start, month)
+        else:
+            start = None
+        month = month.shift(1)
+    return latest

@@ -373,3 +373,22 @@ async def test_a_route_added_without_the_check_is_guarded_all_the_same(portal: P
             ).status_code == 200
     r = await portal.client.get(f"/api/v1/meters/{METER}/forgetful")
     assert r.status_code == 401
+
+
+async def test_a_new_occupant_s_months_leave_out_the_previous_occupant(portal: Portal) -> None:
+    """Monthly usage by default covers 12 months: for a customer, only whole months of
+    their own accounts; a month asked for that is partly another's is refused."""
+    c = portal.client
+    new = await portal.customer("c2@example.org", ("C-100", "50.00"))
+    old = await portal.customer("a2@example.org", ("A-100", "42.17"))
+    monthly = f"/api/v1/meters/{METER}/monthly"
+    r = await c.get(monthly, headers=new)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["first"] == "2026-10" and all(m["month"] >= "2026-10" for m in body["months"])
+    r = await c.get(monthly, headers=old)
+    assert r.status_code == 200 and r.json()["last"] == "2026-09"
+    r = await c.get(monthly, headers=new, params={"from": "2026-09", "to": "2026-11"})
+    assert r.status_code == 422
+    r = await c.get(monthly, headers=OPERATOR)
+    assert r.status_code == 200 and r.json()["first"] < "2026-10"

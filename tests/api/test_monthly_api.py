@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from gateway.api.monthly import monthly_router
+from gateway.api import create_app
 from gateway.clock import ManualClock
 from gateway.model import Flag, IntervalReading, Quality, Unit
 from gateway.store import SeriesInfo
@@ -109,8 +108,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 @pytest.fixture
 async def client(store: SqliteStore) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.include_router(monthly_router(store, TOTAL, ManualClock(NOW)))
+    # The whole portal app, as served (its access check included), at a fixed time.
+    app = create_app(store, default_channel=TOTAL, clock=ManualClock(NOW))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://portal") as c:
         yield c
