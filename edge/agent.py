@@ -141,8 +141,10 @@ class Agent:
         from gateway.notify.task import Notifications
         from gateway.settings_notify import smtp_notifier
 
+        customers = config.settings.api.customers
         return Notifications(self.store, smtp_notifier(section, config.file), self.clock,
-                             every_s=section.every_s)
+                             every_s=section.every_s,
+                             accounts=self.store if customers else None)
 
     async def _sinks(self) -> None:
         """Declare the configured sinks in the store and build their deliveries."""

@@ -11,11 +11,13 @@ holds up the others.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from gateway import log
+from gateway.accounts import Window, merge, within
 from gateway.clock import Clock
 from gateway.errors import SinkError
 from gateway.model import DailyUsage
@@ -32,12 +34,24 @@ _log = log.get("gateway.notify")
 MAX_PER_RUN = 10
 
 
+class Owners(Protocol):
+    """Who made a subscription, and the days their accounts hold a meter (the store)."""
+
+    async def notification_owners(self, ids: list[int]) -> dict[int, int]: ...
+
+    async def windows(self, customer_id: int, meter_id: str) -> list[Window]: ...
+
+
 class Notifications:
     """Every ``every_s`` seconds, the notices due for every subscription."""
 
     def __init__(self, store: Store, notifier: Notifier, clock: Clock, *,
-                 every_s: float = 300.0) -> None:
+                 every_s: float = 300.0, accounts: Owners | None = None) -> None:
         self.store = store
+        #: With customer access on: a customer's subscription only tells them about the
+        #: days their accounts hold the meter (a previous occupant hears nothing of the
+        #: next one's usage).
+        self.accounts = accounts
         self.notifier = notifier
         self.clock = clock
         self.every_s = every_s
@@ -74,6 +88,11 @@ class Notifications:
         zone = ZoneInfo(info.timezone if info is not None else meter.timezone)
         today = self.clock.now().astimezone(zone).date()
         daily = await self._days(sub, today)
+        held = await self._owner_days(sub)
+        if held is not None:
+            if not within(held, today, today):
+                return 0  # the owner no longer holds the meter (or not yet)
+            daily = [d for d in daily if within(held, d.day, d.day)]
         sent = 0
         while sent < MAX_PER_RUN:
             notice = evaluate(sub, daily, meter.last_read_at, today, zone=zone)
@@ -88,6 +107,16 @@ class Notifications:
             sub = msgspec.structs.replace(sub, last_sent_key=notice.key)
             sent += 1
         return sent
+
+    async def _owner_days(self, sub: Subscription) -> list[Window] | None:
+        """The days the subscription's owner holds its meter; None: no restriction (no
+        customer access, or a subscription the operator made)."""
+        if self.accounts is None:
+            return None
+        owner = (await self.accounts.notification_owners([sub.id])).get(sub.id)
+        if owner is None:
+            return None
+        return merge(await self.accounts.windows(owner, sub.meter_id))
 
     async def _days(self, sub: Subscription, today: date) -> list[DailyUsage]:
         if sub.kind == "daily_above":

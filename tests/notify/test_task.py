@@ -188,3 +188,33 @@ async def test_a_send_not_recorded_is_sent_again_once(tmp_path: Path, inbox: Inb
         assert await t.run_once() == 0 and len(inbox.messages) == 2
     finally:
         await store.close()
+
+
+async def test_a_customer_hears_nothing_of_the_meter_after_moving_out(store: SqliteStore,
+                                                                     inbox: Inbox) -> None:
+    """With customer access on, a subscription a customer made only tells them about
+    days their account held the meter: the next occupant's usage stays theirs."""
+    from gateway.accounts import BillingAccount
+
+    moved_out = D + timedelta(days=1)  # the account ends: D is the last day held
+    await store.put_accounts([BillingAccount(
+        account_number="A-1", meter_id="m1", valid_from=date(2026, 1, 1),
+        valid_to=moved_out, last_payment_cents=4217)])
+    customer = await store.add_customer("a@example.org", b"salt", b"digest", at=local(D, 8))
+    assert customer is not None
+    assert await store.link(customer, "A-1", 4217, at=local(D, 8))
+    clock = ManualClock(local(D, 9))
+    sub = await store.add_notification(
+        "m1", SubscriptionFields(kind="daily_above", address="a@example.org",
+                                 threshold_wh=1_000), at=clock.now())
+    await store.own_notification(sub.id, customer)
+    await store.write_intervals(day_of(D, 100))  # the customer's last day
+    await store.write_intervals(day_of(moved_out, 100))  # the next occupant's first
+    clock.set(local(moved_out + timedelta(days=1), 10))
+    notifier = SmtpNotifier("127.0.0.1", inbox.port, "gw@example.org", starttls=False,
+                            timeout_s=3)
+    owners_off = Notifications(store, notifier, clock, every_s=60)
+    owners_on = Notifications(store, notifier, clock, every_s=60, accounts=store)
+    assert await owners_on.run_once() == 0  # no longer theirs: nothing, not even day D
+    assert inbox.messages == []
+    assert await owners_off.run_once() == 2  # without customer access: every day
