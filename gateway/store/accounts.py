@@ -13,11 +13,10 @@ Days are proleptic ordinals, instants UTC milliseconds, like the rest of the sto
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, datetime
 
 from gateway.accounts import BillingAccount, Window, ms
+from gateway.store.tx import transaction
 
 __all__ = ["ACCOUNTS_SCHEMA"]
 
@@ -61,20 +60,9 @@ CREATE TABLE IF NOT EXISTS notification_owner (
 """
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
 def put_accounts(conn: sqlite3.Connection, accounts: list[BillingAccount]) -> int:
     """Insert or replace the utility's accounts (by account, meter and valid_from)."""
-    with _transaction(conn):
+    with transaction(conn):
         for a in accounts:
             conn.execute(
                 "INSERT OR REPLACE INTO billing_account VALUES (?, ?, ?, ?, ?)",
@@ -87,7 +75,7 @@ def put_accounts(conn: sqlite3.Connection, accounts: list[BillingAccount]) -> in
 def add_customer(conn: sqlite3.Connection, email: str, salt: bytes, digest: bytes,
                  at: datetime) -> int | None:
     """The new login's id; ``None`` when the e-mail is taken."""
-    with _transaction(conn):
+    with transaction(conn):
         cur = conn.execute("INSERT OR IGNORE INTO customer (email, salt, digest, created_at) "
                            "VALUES (?, ?, ?, ?)", (email, salt, digest, ms(at)))
         if cur.rowcount != 1:
@@ -104,7 +92,7 @@ def customer_by_email(conn: sqlite3.Connection, email: str) -> tuple[int, bytes,
 
 def add_session(conn: sqlite3.Connection, token_hash: bytes, customer_id: int,
                 expires_at: datetime, now: datetime) -> None:
-    with _transaction(conn):
+    with transaction(conn):
         conn.execute("DELETE FROM customer_session WHERE expires_at <= ?", (ms(now),))
         conn.execute("INSERT INTO customer_session VALUES (?, ?, ?)",
                      (token_hash, customer_id, ms(expires_at)))
@@ -117,7 +105,7 @@ def session(conn: sqlite3.Connection, token_hash: bytes, now: datetime) -> int |
 
 
 def end_session(conn: sqlite3.Connection, token_hash: bytes) -> bool:
-    with _transaction(conn):
+    with transaction(conn):
         return conn.execute("DELETE FROM customer_session WHERE token_hash = ?",
                             (token_hash,)).rowcount == 1
 
@@ -126,7 +114,7 @@ def try_link(conn: sqlite3.Connection, keys: list[str], since: datetime, now: da
              limit: int) -> bool:
     """Count one linking try under each key; ``False`` (nothing counted) when any key
     already has ``limit`` tries since ``since``."""
-    with _transaction(conn):
+    with transaction(conn):
         conn.execute("DELETE FROM link_attempt WHERE at < ?", (ms(since),))
         for key in keys:
             n = conn.execute("SELECT count(*) FROM link_attempt WHERE key = ? AND at >= ?",
@@ -141,7 +129,7 @@ def try_link(conn: sqlite3.Connection, keys: list[str], since: datetime, now: da
 def link(conn: sqlite3.Connection, customer_id: int, account_number: str, cents: int,
          at: datetime) -> bool:
     """Link the account when it exists with that last payment; ``False`` otherwise."""
-    with _transaction(conn):
+    with transaction(conn):
         found = conn.execute(
             "SELECT 1 FROM billing_account WHERE account_number = ? AND last_payment_cents = ?",
             (account_number, cents)).fetchone()
@@ -175,7 +163,7 @@ def windows(conn: sqlite3.Connection, customer_id: int, meter_id: str) -> list[W
 
 
 def own_notification(conn: sqlite3.Connection, notification_id: int, customer_id: int) -> None:
-    with _transaction(conn):
+    with transaction(conn):
         conn.execute("INSERT OR REPLACE INTO notification_owner VALUES (?, ?)",
                      (notification_id, customer_id))
 

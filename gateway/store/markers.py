@@ -9,11 +9,11 @@ marker of another meter is simply not found.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TypeVar
 
 from gateway.markers import Marker, MarkerFields
+from gateway.store.tx import transaction
 
 __all__ = ["MARKER_SCHEMA", "add", "delete", "get", "in_range", "update"]
 
@@ -53,17 +53,6 @@ def _marker(row: tuple[int, str, str, int, int | None, str, str, str, int, int])
         updated_at=datetime.fromtimestamp(updated / 1000, UTC))
 
 
-def _transaction(conn: sqlite3.Connection, fn: Callable[[], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        out = fn()
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return out
-
-
 def _one(conn: sqlite3.Connection, meter_id: str, marker_id: int) -> Marker | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM marker WHERE meter_id = ? AND id = ?",
                        (meter_id, marker_id)).fetchone()
@@ -77,8 +66,7 @@ def _days(fields: MarkerFields) -> tuple[int, int | None]:
 def add(conn: sqlite3.Connection, meter_id: str, fields: MarkerFields, at: datetime) -> Marker:
     """Store a new marker (fields already checked) and return it with its id."""
     first, last = _days(fields)
-
-    def w() -> Marker:
+    with transaction(conn):
         cur = conn.execute(
             "INSERT INTO marker (meter_id, kind, first_day, last_day, label, category, note, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -86,18 +74,15 @@ def add(conn: sqlite3.Connection, meter_id: str, fields: MarkerFields, at: datet
              _ms(at), _ms(at)))
         assert cur.lastrowid is not None
         found = _one(conn, meter_id, cur.lastrowid)
-        assert found is not None
-        return found
-
-    return _transaction(conn, w)
+    assert found is not None
+    return found
 
 
 def update(conn: sqlite3.Connection, meter_id: str, marker_id: int, fields: MarkerFields,
            at: datetime) -> Marker | None:
     """Replace a marker's fields; ``None`` when the meter has no such marker."""
     first, last = _days(fields)
-
-    def w() -> Marker | None:
+    with transaction(conn):
         conn.execute(
             "UPDATE marker SET kind = ?, first_day = ?, last_day = ?, label = ?, category = ?, "
             "note = ?, updated_at = ? WHERE meter_id = ? AND id = ?",
@@ -105,14 +90,12 @@ def update(conn: sqlite3.Connection, meter_id: str, marker_id: int, fields: Mark
              meter_id, marker_id))
         return _one(conn, meter_id, marker_id)
 
-    return _transaction(conn, w)
-
 
 def delete(conn: sqlite3.Connection, meter_id: str, marker_id: int) -> bool:
     """Remove a marker; ``False`` when the meter has no such marker."""
-    return _transaction(conn, lambda: conn.execute(
-        "DELETE FROM marker WHERE meter_id = ? AND id = ?", (meter_id, marker_id)
-    ).rowcount == 1)
+    with transaction(conn):
+        return conn.execute("DELETE FROM marker WHERE meter_id = ? AND id = ?",
+                            (meter_id, marker_id)).rowcount == 1
 
 
 def get(conn: sqlite3.Connection, meter_id: str, marker_id: int) -> Marker | None:

@@ -11,11 +11,10 @@ and id, so a subscription of another meter is not found.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from gateway.notify.rules import Subscription, SubscriptionFields
+from gateway.store.tx import transaction
 
 __all__ = ["NOTIFY_SCHEMA", "add", "all_of", "delete", "get", "sent"]
 
@@ -65,18 +64,6 @@ def _subscription(row: _Row) -> Subscription:
         last_sent_key=key, last_sent_at=None if sent_at is None else _at(sent_at))
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    # The store's connections are in autocommit mode: each write opens its own.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
 def _one(conn: sqlite3.Connection, meter_id: str, sid: int) -> Subscription | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM notification WHERE meter_id = ? AND id = ?",
                        (meter_id, sid)).fetchone()
@@ -86,7 +73,7 @@ def _one(conn: sqlite3.Connection, meter_id: str, sid: int) -> Subscription | No
 def add(conn: sqlite3.Connection, meter_id: str, fields: SubscriptionFields,
         at: datetime) -> Subscription:
     """Store a new subscription (fields already checked) and return it with its id."""
-    with _transaction(conn):
+    with transaction(conn):
         cur = conn.execute(
             "INSERT INTO notification (meter_id, channel, kind, threshold_wh, days, address, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -100,7 +87,7 @@ def add(conn: sqlite3.Connection, meter_id: str, fields: SubscriptionFields,
 
 def delete(conn: sqlite3.Connection, meter_id: str, sid: int) -> bool:
     """Remove a subscription and its sent notices; ``False`` when the meter has none such."""
-    with _transaction(conn):
+    with transaction(conn):
         gone = conn.execute("DELETE FROM notification WHERE meter_id = ? AND id = ?",
                             (meter_id, sid)).rowcount == 1
         if gone:
@@ -125,7 +112,7 @@ def all_of(conn: sqlite3.Connection, meter_id: str | None) -> list[Subscription]
 def sent(conn: sqlite3.Connection, sid: int, key: str, address: str, at: datetime) -> bool:
     """Record a notice the server accepted and move the subscription's key to it, in one
     transaction. ``False`` when the subscription was deleted meanwhile (nothing kept)."""
-    with _transaction(conn):
+    with transaction(conn):
         moved = conn.execute(
             "UPDATE notification SET last_sent_key = ?, last_sent_at = ? WHERE id = ?",
             (key, _ms(at), sid)).rowcount == 1

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from gateway.model import IntervalReading, Quality, Unit
+from gateway.store.tx import transaction
 
 __all__ = ["BATCH_SQL", "OUTBOX_SCHEMA", "QUEUE_JSON", "OutboxEntry", "SinkStatus", "acknowledge",
            "failed", "next_batch", "queue_one", "sink_names", "status", "sync_sinks"]
@@ -100,8 +101,7 @@ def sync_sinks(conn: sqlite3.Connection, names: Sequence[str]) -> dict[str, int]
     """Make the declared sinks exactly ``names``. A new one starts after what is queued
     now; a sink no longer declared is dropped with its position. Returns, for each
     dropped sink, how many queued entries it had not taken."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         last = conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
         dropped: dict[str, int] = {}
         for name, delivered in conn.execute("SELECT name, delivered FROM sink").fetchall():
@@ -113,10 +113,6 @@ def sync_sinks(conn: sqlite3.Connection, names: Sequence[str]) -> dict[str, int]
             conn.execute("INSERT OR IGNORE INTO sink (name, delivered) VALUES (?, ?)",
                          (name, last))
         _trim(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return dropped
 
 
@@ -166,8 +162,7 @@ def acknowledge(conn: sqlite3.Connection, sink: str, upto: int, delivered: int,
     """The sink has durably taken every entry up to ``upto`` but ``rejected`` (quarantine
     rows: at, source, meter_id, channel, payload, reason): one transaction moves its
     position, quarantines the refused, and trims what every sink has taken."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         rate = delivered / elapsed_s if elapsed_s > 0 else 0.0
         conn.execute(
             "UPDATE sink SET delivered = max(delivered, ?), delivered_total = delivered_total "
@@ -178,10 +173,6 @@ def acknowledge(conn: sqlite3.Connection, sink: str, upto: int, delivered: int,
             conn.executemany("INSERT INTO quarantine (at, source, meter_id, channel, payload, "
                              "reason) VALUES (?, ?, ?, ?, ?, ?)", rejected)
         _trim(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def failed(conn: sqlite3.Connection, sink: str, error: str) -> None:
