@@ -38,13 +38,15 @@ def batch_size(sink: SinkConfig) -> int:
 
 def sink_problems(config: LoadedConfig) -> list[ConfigError]:
     """Every sink whose secret cannot be read, for ``ami-gateway check``."""
-    problems = influx_sink.sink_problems(config)
+    problems: list[ConfigError] = []
     for i, sink in enumerate(config.settings.sinks):
-        if isinstance(sink, UplinkSinkConfig):
-            try:
+        try:
+            if isinstance(sink, InfluxSinkConfig):
+                influx_sink.influx_auth(config, sink, f"sinks[{i}]")
+            else:
                 uplink_password(config, sink, f"sinks[{i}]")
-            except ConfigError as exc:
-                problems.append(exc)
+        except ConfigError as exc:
+            problems.append(exc)
     return problems
 
 

@@ -3,7 +3,8 @@
 An interval that cannot be encoded as line protocol (a tag value InfluxDB would mangle)
 is refused like one the server refuses: quarantined with its reason, the rest of the
 batch written. Credentials come from the environment or a file named by the config,
-read once at start; :func:`sink_problems` checks them for ``ami-gateway check``.
+read once at start (``gateway.sinks.build`` builds every kind of sink and checks
+their credentials for ``ami-gateway check``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config_checks import read_secret
-from gateway.errors import ConfigError, DataError
+from gateway.errors import DataError
 from gateway.model import IntervalReading
 from gateway.settings import LoadedConfig
 from gateway.settings_sinks import InfluxSinkConfig
 from gateway.sinks.influx_http import InfluxAuth, InfluxWriter
 from gateway.sinks.influx_line import LineEncoder
 
-__all__ = ["InfluxSink", "build_influx", "build_sinks", "influx_auth", "sink_problems"]
+__all__ = ["InfluxSink", "build_influx", "influx_auth"]
 
 
 class InfluxSink:
@@ -71,18 +72,6 @@ def influx_auth(config: LoadedConfig, sink: InfluxSinkConfig, where: str) -> Inf
     return None
 
 
-def sink_problems(config: LoadedConfig) -> list[ConfigError]:
-    """Every InfluxDB sink whose credentials cannot be read, for ``ami-gateway check``."""
-    problems: list[ConfigError] = []
-    for i, sink in enumerate(config.settings.sinks):
-        try:
-            if isinstance(sink, InfluxSinkConfig):
-                influx_auth(config, sink, f"sinks[{i}]")
-        except ConfigError as exc:
-            problems.append(exc)
-    return problems
-
-
 def build_influx(config: LoadedConfig, i: int, sink: InfluxSinkConfig) -> InfluxSink:
     """The InfluxDB sink of ``[[sinks]]`` entry ``i``."""
     writer = InfluxWriter(sink.url, sink.database,
@@ -91,9 +80,3 @@ def build_influx(config: LoadedConfig, i: int, sink: InfluxSinkConfig) -> Influx
                           batch_lines=sink.batch_lines, timeout_s=sink.timeout_s,
                           retries=sink.retries)
     return InfluxSink(sink.name, writer, create_database=sink.create_database)
-
-
-def build_sinks(config: LoadedConfig) -> list[InfluxSink]:
-    """The InfluxDB sinks of the config (every kind: gateway.sinks.build)."""
-    return [build_influx(config, i, sink) for i, sink in enumerate(config.settings.sinks)
-            if isinstance(sink, InfluxSinkConfig)]

@@ -30,7 +30,7 @@ from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.series import SeriesConfig
 from gateway.model import Reading, Unit
 from gateway.settings import load_config
-from gateway.sinks.influx_sink import build_sinks
+from gateway.sinks.build import build_sinks
 from gateway.store.sqlite import SqliteStore
 
 CH = "1.0.1.8.0.255"
@@ -129,7 +129,7 @@ async def run(config_path: Path, plan: Plan) -> None:
     store = SqliteStore(config.store_path, synchronous="FULL")
     await store.open()
     await store.use_sinks([s.name for s in config.settings.sinks])
-    [sink] = build_sinks(config)
+    [sink] = build_sinks(config, store)
     delivery = Delivery(store, sink, batch_size=config.settings.sinks[0].batch_lines,
                         idle_s=0.02, max_backoff_s=0.2)
     pipeline = await Pipeline.open(store, series(plan))

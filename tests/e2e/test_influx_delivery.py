@@ -15,8 +15,8 @@ import pytest
 from gateway.ingest.delivery import Delivery
 from gateway.model import Flag, IntervalReading, Quality, Unit
 from gateway.settings import load_config
+from gateway.sinks.build import build_sinks
 from gateway.sinks.influx_http import InfluxHttp
-from gateway.sinks.influx_sink import build_sinks
 from gateway.status import gateway_status
 from gateway.store import SeriesInfo
 from gateway.store.sqlite import SqliteStore
@@ -104,7 +104,7 @@ async def store_with_sink(tmp_path: Path, url: str, database: str
     await store.register_series(SeriesInfo(meter_id="M-1", channel=CH, unit=Unit.WH,
                                            interval_s=900, timezone="UTC"))
     await store.use_sinks(["tsdb"])
-    [sink] = build_sinks(cfg)
+    [sink] = build_sinks(cfg, store)
     delivery = Delivery(store, sink, batch_size=500, idle_s=0.02, max_backoff_s=0.2)
     try:
         yield store, delivery

@@ -31,8 +31,8 @@ from gateway.settings import DEFAULT_PROFILES_DIR, load_config
 from gateway.sim import MeterSpec, serve_meters
 from gateway.sim.dlms_link import serve_dlms
 from gateway.sim.dlms_objects import DlmsMeterSpec
+from gateway.sinks.build import build_sinks
 from gateway.sinks.influx_http import InfluxHttp
-from gateway.sinks.influx_sink import build_sinks
 from gateway.status import gateway_status
 from gateway.store.outbox import OutboxEntry
 from gateway.store.sqlite import SqliteStore
@@ -170,7 +170,7 @@ async def test_influxdb_down_then_back_delivers_everything_in_order(tmp_path: Pa
     store = SeqStore(cfg.store_path, synchronous="NORMAL")
     await store.open()
     await store.use_sinks(["tsdb"])
-    [influx_sink] = build_sinks(cfg)
+    [influx_sink] = build_sinks(cfg, store)
     sink = RecordingSink(influx_sink, store)
     delivery = Delivery(store, sink, batch_size=100, idle_s=0.02, max_backoff_s=0.2)
     pipeline = await Pipeline.open(store, series(plan))

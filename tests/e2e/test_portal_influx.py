@@ -15,7 +15,8 @@ from gateway.api.app import create_app
 from gateway.ingest.delivery import Delivery
 from gateway.model import Flag, IntervalReading, Quality, Unit
 from gateway.settings import load_config
-from gateway.sinks.influx_sink import build_sinks, influx_auth
+from gateway.sinks.build import build_sinks
+from gateway.sinks.influx_sink import influx_auth
 from gateway.store import SeriesInfo
 from gateway.store.influx import InfluxReader
 from gateway.store.portal import InfluxPortalStore
@@ -74,7 +75,7 @@ async def test_daily_and_intervals_are_the_same_on_influxdb_as_on_the_local_stor
     await store.write_intervals(month_of_intervals())
     await store.edit_interval("P-1", CH, datetime(2026, 3, 4, 18, tzinfo=UTC), 999,
                               operator="ops", reason="meter test", at=datetime.now(UTC))
-    [sink] = build_sinks(cfg)
+    [sink] = build_sinks(cfg, store)
     delivery = Delivery(store, sink)
     await sink.open()
     while await delivery.drain_once():
