@@ -24,6 +24,7 @@ from gateway.ingest.delivery import Delivery
 from gateway.ingest.pipeline import Pipeline
 from gateway.ingest.poller import Poller
 from gateway.ingest.selfread import SelfReads
+from gateway.notify.letters import MailOut
 from gateway.settings import DlmsMeterConfig
 from gateway.settings_sinks import InfluxSinkConfig
 from gateway.status import StatusView, gateway_status
@@ -142,9 +143,22 @@ class Agent:
         from gateway.settings_notify import smtp_notifier
 
         customers = config.settings.api.customers
+        # With customer access on, each notice carries an unsubscribe link to the portal.
         return Notifications(self.store, smtp_notifier(section, config.file), self.clock,
                              every_s=section.every_s,
-                             accounts=self.store if customers else None)
+                             accounts=self.store if customers else None,
+                             unsubscribes=self.store if customers else None,
+                             public_url=section.public_url)
+
+    def _mail(self) -> MailOut | None:
+        """How the portal sends its own mails (confirmations, resets): [notify]'s server."""
+        config = self.assembly.config
+        section = config.settings.notify
+        if section is None or not config.settings.api.customers:
+            return None
+        from gateway.settings_notify import smtp_notifier
+
+        return MailOut(smtp_notifier(section, config.file), section.public_url)
 
     async def _sinks(self) -> None:
         """Declare the configured sinks in the store and build their deliveries."""
@@ -224,7 +238,8 @@ class Agent:
         customers = self.assembly.config.settings.api.customers
         app = create_app(self._portal, operator_token=token, self_reads=self.self_reads,
                          daily_limits=self.assembly.daily_limits(), status=self.status,
-                         clock=self.clock, accounts=self.store if customers else None)
+                         clock=self.clock, accounts=self.store if customers else None,
+                         mail=self._mail())
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._server = server

@@ -27,7 +27,9 @@ from zoneinfo import ZoneInfo
 from gateway.errors import DataError
 
 __all__ = [
-    "LINK_TRIES", "LINK_WINDOW", "PASSWORD_MIN", "SESSION_TTL", "BillingAccount", "Coverage",
+    "CONFIRM_MAILS", "CONFIRM_TTL", "CONFIRM_WINDOW", "LINK_TRIES", "LINK_WINDOW",
+    "PASSWORD_MIN", "RESET_MAILS", "RESET_TTL", "RESET_WINDOW", "SESSION_TTL", "TOUCH_EVERY",
+    "BillingAccount", "Coverage", "LiveSession",
     "Window", "cents", "coverage_of_days", "coverage_of_instants", "hash_password", "merge",
     "new_token", "token_hash", "verify_password", "within",
 ]
@@ -38,6 +40,19 @@ SESSION_TTL = timedelta(hours=12)
 LINK_TRIES = 5
 LINK_WINDOW = timedelta(minutes=15)
 PASSWORD_MIN = 10
+#: A session's last use is written at most this often (a write per request would not be
+#: cheap), so ``last_used_at`` is that exact.
+TOUCH_EVERY = timedelta(minutes=5)
+#: An address-confirmation link is good this long, once; at most CONFIRM_MAILS of them
+#: go to one address within CONFIRM_WINDOW (whoever asks), so they cannot flood it.
+CONFIRM_TTL = timedelta(hours=48)
+CONFIRM_MAILS = 3
+CONFIRM_WINDOW = timedelta(days=1)
+#: A password-reset token is good this long, once; at most RESET_MAILS per address
+#: within RESET_WINDOW.
+RESET_TTL = timedelta(minutes=30)
+RESET_MAILS = 3
+RESET_WINDOW = timedelta(hours=1)
 PASSWORD_MAX = 256
 
 # scrypt cost: 16 MiB and ~50 ms per hash on a small server.
@@ -58,6 +73,17 @@ class BillingAccount:
                             f"({self.valid_from})", source="valid_to")
         if self.last_payment_cents < 0:
             raise DataError("a payment is not negative", source="last_payment_cents")
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """A signed-in session as its login may see it (never its token)."""
+
+    id: int
+    customer_id: int
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
 
 
 @dataclass(frozen=True, order=True)

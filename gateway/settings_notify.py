@@ -39,6 +39,12 @@ class NotifySection(BaseModel):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
     #: How often every subscription is judged.
     every_s: Annotated[float, Field(ge=10, le=86_400)] = 300.0
+    #: The portal's address as customers reach it, e.g. "https://portal.example.org":
+    #: the links in mails (confirm, unsubscribe, password reset) start with it. Without
+    #: it a mail names the path and the token only, and notices carry no
+    #: List-Unsubscribe header.
+    public_url: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+                                     max_length=512)] | None = None
 
     @model_validator(mode="after")
     def _checks(self) -> NotifySection:
@@ -53,6 +59,11 @@ class NotifySection(BaseModel):
                           "password_file")
         if self.username is None and (self.password_env or self.password_file):
             raise Fixable("a password without a username", 'add username = "..."', "username")
+        if self.public_url is not None and self.public_url.startswith("http://") and \
+                self.public_url.split("/")[2].split(":")[0] not in _LOOPBACK:
+            raise Fixable(f"public_url {self.public_url!r} is plain http: tokens in its links "
+                          "would travel in clear", "use the portal's https:// address",
+                          "public_url")
         if self.username is not None and not self.starttls and self.smtp_host not in _LOOPBACK:
             raise Fixable("a login without starttls would send the password in clear",
                           "set starttls = true (only a relay on this host may do without)",

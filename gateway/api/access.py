@@ -36,8 +36,10 @@ from fastapi import Depends, Header, HTTPException, Request
 from fastapi.dependencies.models import Dependant
 
 from gateway.accounts import (
+    TOUCH_EVERY,
     BillingAccount,
     Coverage,
+    LiveSession,
     Window,
     coverage_of_days,
     coverage_of_instants,
@@ -86,6 +88,39 @@ class AccountStore(Protocol):
 
     async def notification_owners(self, ids: list[int]) -> dict[int, int]: ...
 
+    # Sessions, password, address confirmation and resets (gateway.store.tokens).
+
+    async def live_session(self, token_hash: bytes, *, now: datetime) -> LiveSession | None: ...
+
+    async def touch_session(self, session_id: int, *, now: datetime) -> None: ...
+
+    async def sessions_of(self, customer_id: int, *, now: datetime) -> list[LiveSession]: ...
+
+    async def end_session_of(self, customer_id: int, session_id: int) -> bool: ...
+
+    async def password_of(self, customer_id: int) -> tuple[bytes, bytes] | None: ...
+
+    async def set_password(self, customer_id: int, salt: bytes, digest: bytes, *,
+                           keep_session: int | None) -> None: ...
+
+    async def try_mail(self, key: str, *, since: datetime, now: datetime,
+                       limit: int) -> bool: ...
+
+    async def add_address_token(self, token_hash: bytes, customer_id: int, address: str, *,
+                                expires_at: datetime, now: datetime) -> None: ...
+
+    async def confirm_address(self, token_hash: bytes, *, now: datetime) -> str | None: ...
+
+    async def confirmed(self, customer_id: int, addresses: list[str]) -> set[str]: ...
+
+    async def add_reset(self, token_hash: bytes, customer_id: int, *, expires_at: datetime,
+                        now: datetime) -> None: ...
+
+    async def use_reset(self, token_hash: bytes, salt: bytes, digest: bytes, *,
+                        now: datetime) -> bool: ...
+
+    async def unsubscribe(self, token_hash: bytes) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Access:
@@ -104,6 +139,7 @@ class Viewer:
 
     customer_id: int | None
     token_hash: bytes | None = None
+    session_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,10 +182,13 @@ async def viewer(request: Request,
             given.encode(), access.operator_token.encode()):
         return Viewer(None)
     digest = token_hash(given)
-    customer = await access.accounts.session(digest, now=access.now())
-    if customer is None:
+    now = access.now()
+    live = await access.accounts.live_session(digest, now=now)
+    if live is None:
         raise _SIGN_IN
-    return Viewer(customer, digest)
+    if live.last_used_at is None or now - live.last_used_at >= TOUCH_EVERY:
+        await access.accounts.touch_session(live.id, now=now)
+    return Viewer(live.customer_id, digest, live.id)
 
 
 def unknown_meter(meter_id: str) -> HTTPException:

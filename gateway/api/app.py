@@ -26,11 +26,15 @@ from gateway.api.markers import markers_router
 from gateway.api.monthly import monthly_router
 from gateway.api.notifications import notifications_router
 from gateway.api.operator import operator_router
+from gateway.api.resets import resets_router
 from gateway.api.schemas import Health
 from gateway.api.selfread import selfread_router
+from gateway.api.sessions import sessions_router
 from gateway.api.status import status_router
+from gateway.api.subscribe import subscribe_router
 from gateway.clock import Clock, SystemClock
 from gateway.ingest.selfread import SelfReads
+from gateway.notify.letters import MailOut
 from gateway.status import StatusView
 from gateway.store import Store
 from gateway.validation.daily import DailyLimits
@@ -60,11 +64,13 @@ def create_app(
     status: Callable[[], Awaitable[StatusView]] | None = None,
     clock: Clock | None = None,
     accounts: AccountStore | None = None,
+    mail: MailOut | None = None,
 ) -> FastAPI:
     """The portal app. ``daily_limits`` are each meter's daily usage checks (from the
     config: ``Assembly.daily_limits()``), judged when a daily view is built; ``clock``
     tells today (the system's clock unless given). ``accounts`` (the store, when
-    ``[api] customers = true``) turns customer access on (``gateway.api.access``)."""
+    ``[api] customers = true``) turns customer access on (``gateway.api.access``);
+    ``mail`` (from ``[notify]``) sends its confirmation and password-reset mails."""
     app = FastAPI(
         # Every route with a meter in its path checks who may see it, even one whose
         # router forgot to (gateway.api.access).
@@ -85,9 +91,12 @@ def create_app(
     app.include_router(markers_router(store, default_channel, operator_token, clock,
                                       customers=customers))
     app.include_router(notifications_router(store, default_channel, operator_token, clock,
-                                            accounts=accounts))
+                                            accounts=accounts, mail=mail))
     if accounts is not None:
         app.include_router(customers_router(accounts, operator_token, now))
+        app.include_router(sessions_router(accounts, clock))
+        app.include_router(resets_router(accounts, mail, clock))
+        app.include_router(subscribe_router(accounts, clock))
     app.include_router(greenbutton_router(store, default_channel))
     app.include_router(monthly_router(store, default_channel, clock))
     if self_reads is not None:  # manual meters' readings (gateway.api.selfread)

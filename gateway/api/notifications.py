@@ -7,22 +7,31 @@ customer creates is theirs (``notification_owner``): a customer sees and deletes
 their own, and creates one only while an account of theirs holds the meter today; the
 operator sees all. A subscription of another meter, or of another login, answers 404
 like one that does not exist.
+
+A customer's subscription to an address that login has not confirmed is ``pending``
+(``gateway.api.subscribe``): creating it mails a confirmation link to the address
+(429 past the per-address cap, and then nothing is created), and
+``POST .../{notification_id}/confirmation`` mails a new one. Without mail configured it
+is created pending, and asking for a confirmation answers 503.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gateway.api.access import AccountStore, MeterAccess, MeterView, meter_access
 from gateway.api.auth import operator_guard
 from gateway.api.feed import MeterId, Problem, find_series
+from gateway.api.resets import NO_MAIL
+from gateway.api.subscribe import ask_confirmation
 from gateway.clock import Clock, SystemClock
 from gateway.errors import DataError
+from gateway.notify.letters import MailOut
 from gateway.notify.rules import (
     ADDRESS_MAX,
     MAX_NO_DATA_DAYS,
@@ -81,6 +90,13 @@ class NotificationOut(BaseModel):
     last_sent_key: str | None = Field(description="What the last notice sent was about: "
                                                   "its day, or the outage.")
     last_sent_at: datetime | None
+    status: Literal["active", "pending"] = Field(
+        "active", description="pending: a customer's address not confirmed yet; it is sent "
+                              "nothing but the confirmation mail.")
+
+
+class Sent(BaseModel):
+    detail: str
 
 
 class NotificationList(BaseModel):
@@ -100,18 +116,21 @@ NotificationId = Annotated[int, Path(description="The notification's id (unique 
                                                  "meters).")]
 
 
-def notification_out(s: Subscription) -> NotificationOut:
+def notification_out(s: Subscription, pending: bool = False) -> NotificationOut:
     return NotificationOut(id=s.id, meter_id=s.meter_id, channel=s.channel, kind=s.kind,
                            address=s.address, threshold_wh=s.threshold_wh, days=s.days,
                            created_at=s.created_at, last_sent_key=s.last_sent_key,
-                           last_sent_at=s.last_sent_at)
+                           last_sent_at=s.last_sent_at,
+                           status="pending" if pending else "active")
 
 
 def notifications_router(store: Store, default_channel: str, token: str | None,
                          clock: Clock | None = None, *,
-                         accounts: AccountStore | None = None) -> APIRouter:
+                         accounts: AccountStore | None = None,
+                         mail: MailOut | None = None) -> APIRouter:
     """``accounts``: customer access is on, customer sessions are let in (by
-    ``meter_access``) and own the subscriptions they create."""
+    ``meter_access``) and own the subscriptions they create; ``mail``: how confirmation
+    mails go out."""
     guards = [Depends(meter_access)] + (
         [] if accounts is not None else [Depends(operator_guard(token))])
     router = APIRouter(prefix="/api/v1/meters/{meter_id}/notifications",
@@ -129,6 +148,23 @@ def notifications_router(store: Store, default_channel: str, token: str | None,
         owners = await accounts.notification_owners([s.id for s in found])
         return [s for s in found if owners.get(s.id) == view.customer_id]
 
+    async def pending(found: list[Subscription]) -> set[int]:
+        """The ids of those whose owner has not confirmed the address."""
+        if accounts is None:
+            return set()
+        owners = await accounts.notification_owners([s.id for s in found])
+        out = set()
+        for s in found:
+            owner = owners.get(s.id)
+            address = s.address.casefold()
+            if owner is not None and address not in await accounts.confirmed(owner, [address]):
+                out.add(s.id)
+        return out
+
+    async def out(found: list[Subscription]) -> list[NotificationOut]:
+        waiting = await pending(found)
+        return [notification_out(s, s.id in waiting) for s in found]
+
     async def find(meter_id: str, notification_id: int, view: MeterView) -> Subscription:
         await known_meter(meter_id)
         found = await store.notification(meter_id, notification_id)
@@ -138,27 +174,50 @@ def notifications_router(store: Store, default_channel: str, token: str | None,
         return found
 
     @router.post("", status_code=201, summary="Add a usage notification")
-    async def add(meter_id: MeterId, body: NotificationIn, view: MeterAccess) -> NotificationOut:
+    async def add(meter_id: MeterId, body: NotificationIn, view: MeterAccess,
+                  background: BackgroundTasks) -> NotificationOut:
         fields = body.fields(default_channel)
         info = await find_series(store, meter_id, fields.channel)  # 404: unknown meter or channel
-        today = now().astimezone(ZoneInfo(info.timezone)).date()
+        at = now()
+        today = at.astimezone(ZoneInfo(info.timezone)).date()
         if not view.sees_days(today, today):
             raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
-        added = await store.add_notification(meter_id, fields, at=now())
-        if view.customer_id is not None and accounts is not None:
-            await accounts.own_notification(added.id, view.customer_id)
-        return notification_out(added)
+        cid = view.customer_id
+        waiting = cid is not None and accounts is not None and fields.address.casefold() \
+            not in await accounts.confirmed(cid, [fields.address.casefold()])
+        if waiting and mail is not None and cid is not None and accounts is not None:
+            # Counted before anything is created: past the cap, nothing is.
+            await ask_confirmation(accounts, mail, cid, fields.address, at, background)
+        added = await store.add_notification(meter_id, fields, at=at)
+        if cid is not None and accounts is not None:
+            await accounts.own_notification(added.id, cid)
+        return notification_out(added, waiting)
 
     @router.get("", summary="The meter's usage notifications")
     async def listed(meter_id: MeterId, view: MeterAccess) -> NotificationList:
         await known_meter(meter_id)
         return NotificationList(meter_id=meter_id, notifications=[
-            notification_out(s) for s in await mine(view, await store.notifications(meter_id))])
+            *await out(await mine(view, await store.notifications(meter_id)))])
 
     @router.get("/{notification_id}", summary="One usage notification")
     async def one(meter_id: MeterId, notification_id: NotificationId,
                   view: MeterAccess) -> NotificationOut:
-        return notification_out(await find(meter_id, notification_id, view))
+        [one] = await out([await find(meter_id, notification_id, view)])
+        return one
+
+    @router.post("/{notification_id}/confirmation", status_code=202,
+                 summary="Mail a new confirmation link to a pending notification's address")
+    async def confirmation(meter_id: MeterId, notification_id: NotificationId,
+                           view: MeterAccess, background: BackgroundTasks) -> Sent:
+        found = await find(meter_id, notification_id, view)
+        if accounts is None or found.id not in await pending([found]):
+            raise HTTPException(409, detail=f"notification {notification_id} is active: "
+                                            "its address needs no confirmation")
+        if mail is None:
+            raise NO_MAIL
+        owner = (await accounts.notification_owners([found.id]))[found.id]
+        await ask_confirmation(accounts, mail, owner, found.address, now(), background)
+        return Sent(detail=f"a confirmation link was mailed to {found.address}")
 
     @router.delete("/{notification_id}", status_code=204, summary="Delete a notification")
     async def delete(meter_id: MeterId, notification_id: NotificationId,

@@ -89,6 +89,8 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     days: int | None = None
     last_data_day: date | None = None
     days_without_data: int | None = None
+    #: The link that ends the subscription without signing in (``gateway.notify.letters``).
+    unsubscribe_url: str | None = None
 
 
 def _address_ok(address: str) -> bool:

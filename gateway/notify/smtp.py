@@ -36,6 +36,12 @@ def message(notice: Notice, sender: str) -> EmailMessage:
     msg["Subject"] = subject
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain="ami-gateway")
+    if notice.unsubscribe_url is not None:
+        body += f"To stop these notices (no sign-in needed): {notice.unsubscribe_url}\n"
+        if notice.unsubscribe_url.startswith(("https://", "http://")):
+            # RFC 8058 one-click: the mail client POSTs "List-Unsubscribe=One-Click" there.
+            msg["List-Unsubscribe"] = f"<{notice.unsubscribe_url}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(body)
     return msg
 
@@ -55,7 +61,11 @@ class SmtpNotifier:
         self.timeout_s = timeout_s
 
     async def send(self, notice: Notice) -> None:
-        await asyncio.to_thread(self._send, message(notice, self.sender))
+        await self.deliver(message(notice, self.sender))
+
+    async def deliver(self, msg: EmailMessage) -> None:
+        """Any e-mail (``gateway.notify.letters.Mailer``)."""
+        await asyncio.to_thread(self._send, msg)
 
     def _send(self, msg: EmailMessage) -> None:
         where = f"SMTP server {self.host}:{self.port}"

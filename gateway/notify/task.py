@@ -10,18 +10,19 @@ holds up the others.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from gateway import log
-from gateway.accounts import Window, merge, within
+from gateway.accounts import Window, merge, new_token, within
 from gateway.clock import Clock
 from gateway.errors import SinkError
 from gateway.model import DailyUsage
-from gateway.notify.rules import JUDGE_DAYS, Subscription, evaluate
+from gateway.notify.letters import UNSUBSCRIBE_PATH, link
+from gateway.notify.rules import JUDGE_DAYS, Notice, Subscription, evaluate
 from gateway.notify.smtp import Notifier
 from gateway.store import Store
 
@@ -41,13 +42,27 @@ class Owners(Protocol):
 
     async def windows(self, customer_id: int, meter_id: str) -> list[Window]: ...
 
+    async def confirmed(self, customer_id: int, addresses: list[str]) -> set[str]: ...
+
+
+class Unsubscribes(Protocol):
+    """Where the unsubscribe token of each notice is kept (hashed; the store)."""
+
+    async def add_unsubscribe(self, token_hash: bytes, notification_id: int, *,
+                              now: datetime) -> None: ...
+
 
 class Notifications:
     """Every ``every_s`` seconds, the notices due for every subscription."""
 
     def __init__(self, store: Store, notifier: Notifier, clock: Clock, *,
-                 every_s: float = 300.0, accounts: Owners | None = None) -> None:
+                 every_s: float = 300.0, accounts: Owners | None = None,
+                 unsubscribes: Unsubscribes | None = None,
+                 public_url: str | None = None) -> None:
         self.store = store
+        #: Each notice carries a fresh unsubscribe link (``gateway.notify.letters``).
+        self.unsubscribes = unsubscribes
+        self.public_url = public_url
         #: With customer access on: a customer's subscription only tells them about the
         #: days their accounts hold the meter (a previous occupant hears nothing of the
         #: next one's usage).
@@ -89,6 +104,8 @@ class Notifications:
         today = self.clock.now().astimezone(zone).date()
         daily = await self._days(sub, today)
         held = await self._owner_days(sub)
+        if isinstance(held, str):
+            return 0  # the owner has not confirmed the address: nothing but that mail
         if held is not None:
             if not within(held, today, today):
                 return 0  # the owner no longer holds the meter (or not yet)
@@ -98,7 +115,7 @@ class Notifications:
             notice = evaluate(sub, daily, meter.last_read_at, today, zone=zone)
             if notice is None:
                 break
-            await self.notifier.send(notice)
+            await self.notifier.send(await self._with_unsubscribe(notice))
             if not await self.store.notification_sent(sub.id, notice.key, notice.address,
                                                       at=self.clock.now()):
                 break  # deleted while the notice went out
@@ -108,14 +125,27 @@ class Notifications:
             sent += 1
         return sent
 
-    async def _owner_days(self, sub: Subscription) -> list[Window] | None:
-        """The days the subscription's owner holds its meter; None: no restriction (no
-        customer access, or a subscription the operator made)."""
+    async def _with_unsubscribe(self, notice: Notice) -> Notice:
+        if self.unsubscribes is None:
+            return notice
+        token, hashed = new_token()
+        await self.unsubscribes.add_unsubscribe(hashed, notice.subscription_id,
+                                                now=self.clock.now())
+        return msgspec.structs.replace(
+            notice, unsubscribe_url=link(self.public_url, UNSUBSCRIBE_PATH, token))
+
+    async def _owner_days(self, sub: Subscription) -> list[Window] | str | None:
+        """The days the subscription's owner holds its meter; "pending" while the owner
+        has not confirmed the address; None: no restriction (no customer access, or a
+        subscription the operator made)."""
         if self.accounts is None:
             return None
         owner = (await self.accounts.notification_owners([sub.id])).get(sub.id)
         if owner is None:
             return None
+        address = sub.address.casefold()
+        if address not in await self.accounts.confirmed(owner, [address]):
+            return "pending"
         return merge(await self.accounts.windows(owner, sub.meter_id))
 
     async def _days(self, sub: Subscription, today: date) -> list[DailyUsage]:

@@ -4,6 +4,7 @@ connection.
 - ``billing_account``: the utility's accounts, one row per (account, meter, valid_from).
 - ``customer``: logins (e-mail, scrypt salt and digest); ``customer_session``: the
   SHA-256 of each live session token; ``customer_account``: which accounts a login linked.
+  The confirmation, reset and unsubscribe tokens are in ``gateway.store.tokens``.
 - ``link_attempt``: linking tries, kept here so a restart does not reset the limit.
 - ``notification_owner``: the login that created a notification (none: the operator).
 
@@ -18,7 +19,17 @@ from datetime import date, datetime
 from gateway.accounts import BillingAccount, Window, ms
 from gateway.store.tx import transaction
 
-__all__ = ["ACCOUNTS_SCHEMA"]
+__all__ = ["ACCOUNTS_SCHEMA", "SESSION_COLUMNS"]
+
+#: Schema 6 gave sessions an id (to list and revoke them), a start and a last use.
+SESSION_COLUMNS = """ (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_hash BLOB NOT NULL UNIQUE,
+    customer_id INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    last_used_at INTEGER
+)"""
 
 ACCOUNTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS billing_account (
@@ -37,11 +48,7 @@ CREATE TABLE IF NOT EXISTS customer (
     digest BLOB NOT NULL,
     created_at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS customer_session (
-    token_hash BLOB PRIMARY KEY,
-    customer_id INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-);
+""" + "CREATE TABLE IF NOT EXISTS customer_session" + SESSION_COLUMNS + """;
 CREATE TABLE IF NOT EXISTS customer_account (
     customer_id INTEGER NOT NULL,
     account_number TEXT NOT NULL,
@@ -94,8 +101,9 @@ def add_session(conn: sqlite3.Connection, token_hash: bytes, customer_id: int,
                 expires_at: datetime, now: datetime) -> None:
     with transaction(conn):
         conn.execute("DELETE FROM customer_session WHERE expires_at <= ?", (ms(now),))
-        conn.execute("INSERT INTO customer_session VALUES (?, ?, ?)",
-                     (token_hash, customer_id, ms(expires_at)))
+        conn.execute("INSERT INTO customer_session (token_hash, customer_id, created_at, "
+                     "expires_at) VALUES (?, ?, ?, ?)",
+                     (token_hash, customer_id, ms(now), ms(expires_at)))
 
 
 def session(conn: sqlite3.Connection, token_hash: bytes, now: datetime) -> int | None:

@@ -92,6 +92,8 @@ def delete(conn: sqlite3.Connection, meter_id: str, sid: int) -> bool:
                             (meter_id, sid)).rowcount == 1
         if gone:
             conn.execute("DELETE FROM notification_sent WHERE notification_id = ?", (sid,))
+            # Its unsubscribe links (gateway.store.tokens) end with it.
+            conn.execute("DELETE FROM unsubscribe_token WHERE notification_id = ?", (sid,))
     return gone
 
 

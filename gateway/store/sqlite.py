@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from gateway.accounts import BillingAccount, Window
+from gateway.accounts import BillingAccount, LiveSession, Window
 from gateway.errors import ConfigError, DataError, SinkError
 from gateway.markers import Marker, MarkerFields, check_fields
 from gateway.model import DailyUsage, Flag, IntervalReading, MeterStatus, Quality, Unit
@@ -49,12 +49,15 @@ from gateway.store import (
 from gateway.store import accounts as account_sql
 from gateway.store import markers as marker_sql
 from gateway.store import notify as notify_sql
+from gateway.store import tokens as token_sql
 
 #: 2: the outbox and its sinks (a gateway of schema 1 would write without queueing).
 #: 3: usage markers (gateway.store.markers); additive.
 #: 4: notification subscriptions (gateway.store.notify); additive.
 #: 5: customer accounts, logins and sessions (gateway.store.accounts); additive.
-SCHEMA_VERSION = 5
+#: 6: sessions with an id, start and last use (the table rebuilt, live sessions kept);
+#:    address confirmations, password resets, unsubscribe tokens (gateway.store.tokens).
+SCHEMA_VERSION = 6
 #: Page cache per connection, in KiB (SQLite takes a negative number as KiB).
 CACHE_KIB = -65536
 
@@ -307,9 +310,11 @@ class SqliteStore:
                 f"store {self.path} has schema {version[0]}, newer than this gateway's "
                 f"{SCHEMA_VERSION}: upgrade the gateway", retryable=False,
             )
-        # New tables only: additive.
+        token_sql.upgrade_sessions(conn)  # 5 -> 6: the one table rebuilt
+        # Otherwise new tables only: additive.
         conn.executescript(_SCHEMA + outbox.OUTBOX_SCHEMA + marker_sql.MARKER_SCHEMA
-                           + notify_sql.NOTIFY_SCHEMA + account_sql.ACCOUNTS_SCHEMA)
+                           + notify_sql.NOTIFY_SCHEMA + account_sql.ACCOUNTS_SCHEMA
+                           + token_sql.TOKENS_SCHEMA)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self._queue = bool(outbox.sink_names(conn))
 
@@ -729,6 +734,63 @@ class SqliteStore:
 
     async def notification_owners(self, ids: list[int]) -> dict[int, int]:
         return await self._read(lambda c: account_sql.notification_owners(c, ids))
+
+    # -- sessions, confirmations, resets, unsubscribing (gateway.store.tokens) -----------
+
+    async def live_session(self, token_hash: bytes, *, now: datetime) -> LiveSession | None:
+        return await self._read(lambda c: token_sql.live_session(c, token_hash, now))
+
+    async def touch_session(self, session_id: int, *, now: datetime) -> None:
+        await self._write(lambda c: token_sql.touch_session(c, session_id, now))
+
+    async def sessions_of(self, customer_id: int, *, now: datetime) -> list[LiveSession]:
+        return await self._read(lambda c: token_sql.sessions_of(c, customer_id, now))
+
+    async def end_session_of(self, customer_id: int, session_id: int) -> bool:
+        return await self._write(lambda c: token_sql.end_session_of(c, customer_id,
+                                                                    session_id))
+
+    async def password_of(self, customer_id: int) -> tuple[bytes, bytes] | None:
+        row = await self._read(lambda c: c.execute(
+            "SELECT salt, digest FROM customer WHERE id = ?", (customer_id,)).fetchone())
+        return None if row is None else (row[0], row[1])
+
+    async def set_password(self, customer_id: int, salt: bytes, digest: bytes, *,
+                           keep_session: int | None) -> None:
+        await self._write(lambda c: token_sql.set_password(c, customer_id, salt, digest,
+                                                           keep_session))
+
+    async def try_mail(self, key: str, *, since: datetime, now: datetime, limit: int) -> bool:
+        return await self._write(lambda c: token_sql.try_mail(c, key, since, now, limit))
+
+    async def add_address_token(self, token_hash: bytes, customer_id: int, address: str, *,
+                                expires_at: datetime, now: datetime) -> None:
+        await self._write(lambda c: token_sql.add_address_token(
+            c, token_hash, customer_id, address, expires_at, now))
+
+    async def confirm_address(self, token_hash: bytes, *, now: datetime) -> str | None:
+        return await self._write(lambda c: token_sql.confirm_address(c, token_hash, now))
+
+    async def confirmed(self, customer_id: int, addresses: list[str]) -> set[str]:
+        return await self._read(lambda c: token_sql.confirmed(c, customer_id, addresses))
+
+    async def add_reset(self, token_hash: bytes, customer_id: int, *, expires_at: datetime,
+                        now: datetime) -> None:
+        await self._write(lambda c: token_sql.add_reset(c, token_hash, customer_id,
+                                                        expires_at, now))
+
+    async def use_reset(self, token_hash: bytes, salt: bytes, digest: bytes, *,
+                        now: datetime) -> bool:
+        return await self._write(lambda c: token_sql.use_reset(c, token_hash, salt, digest,
+                                                               now))
+
+    async def add_unsubscribe(self, token_hash: bytes, notification_id: int, *,
+                              now: datetime) -> None:
+        await self._write(lambda c: token_sql.add_unsubscribe(c, token_hash, notification_id,
+                                                              now))
+
+    async def unsubscribe(self, token_hash: bytes) -> bool:
+        return await self._write(lambda c: token_sql.unsubscribe(c, token_hash))
 
 
 def _closed_pool() -> ThreadPoolExecutor:

@@ -114,4 +114,4 @@ async def test_a_schema_2_store_gains_the_marker_table(tmp_path: Path) -> None:
         assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
             str(SCHEMA_VERSION),)
         assert conn.execute("SELECT count(*) FROM marker").fetchone() == (1,)
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6

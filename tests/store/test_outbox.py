@@ -16,7 +16,7 @@ from gateway.errors import SinkError
 from gateway.ingest.delivery import Delivery
 from gateway.model import IntervalReading, Quality, Unit
 from gateway.store import SeriesInfo
-from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 CH = "1.0.1.8.0.255"
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -167,7 +167,7 @@ async def test_a_schema_1_store_is_migrated(tmp_path: Path) -> None:
     assert len(await store.outbox_batch("a", 10)) == 2
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("5",)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (str(SCHEMA_VERSION),)
 
 
 async def test_a_newer_store_is_refused(tmp_path: Path) -> None:
