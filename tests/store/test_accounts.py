@@ -79,7 +79,8 @@ async def test_a_schema_4_store_gains_the_account_tables(tmp_path: Path) -> None
     await s.put_accounts([BillingAccount("A-1", "M1", date(2026, 1, 1), None, 1)])
     await s.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
+            str(SCHEMA_VERSION),)
     assert SCHEMA_VERSION == 6
 
 

@@ -89,6 +89,7 @@ async def test_a_schema_3_store_gains_the_notification_tables(tmp_path: Path) ->
     await s.add_notification("A", ABOVE, at=AT)
     await s.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
+            str(SCHEMA_VERSION),)
         assert conn.execute("SELECT count(*) FROM notification").fetchone() == (1,)
     assert SCHEMA_VERSION == 6

@@ -167,7 +167,8 @@ async def test_a_schema_1_store_is_migrated(tmp_path: Path) -> None:
     assert len(await store.outbox_batch("a", 10)) == 2
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
+            str(SCHEMA_VERSION),)
 
 
 async def test_a_newer_store_is_refused(tmp_path: Path) -> None:
