@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import uvicorn
 
+from gateway.accounts import BillingAccount
 from gateway.api import create_app
 from gateway.model import IntervalReading, MeterStatus, Quality, Unit
 from gateway.store import SeriesInfo
@@ -195,11 +196,40 @@ class _Server(uvicorn.Server):
         self._ready_event.set()
 
 
-class PortalServer:
-    """uvicorn serving ``create_app`` on a free loopback port, in a thread of its own."""
+#: The operator token of the portal with customer sign-in on.
+OPERATOR_TOKEN = "operator-token-for-the-browser-tests"
 
-    def __init__(self, db: Path) -> None:
+
+@dataclass(frozen=True)
+class AccountSeed:
+    number: str
+    meter_id: str
+    valid_from: date
+    valid_to: date | None
+    payment: str  # the last payment, as printed on the bill
+
+    def row(self) -> BillingAccount:
+        cents = int(self.payment.replace(".", ""))
+        return BillingAccount(self.number, self.meter_id, self.valid_from, self.valid_to, cents)
+
+
+# With customer sign-in on: M-1001's current occupant moved in 20 days ago (the previous
+# one's account ended then); the two-rate M-5005 and M-2002 have accounts of their own.
+ACCOUNTS = (
+    AccountSeed("ACC-1001-B", METER_A.meter_id, METER_A.day(20), None, "42.17"),
+    AccountSeed("ACC-1001-A", METER_A.meter_id, METER_A.day(400), METER_A.day(20), "18.00"),
+    AccountSeed("ACC-5005", TWO_RATE.meter_id, TWO_RATE.day(40), None, "77.05"),
+    AccountSeed("ACC-2002", METER_B.meter_id, METER_B.day(90), None, "31.40"),
+)
+
+
+class PortalServer:
+    """uvicorn serving ``create_app`` on a free loopback port, in a thread of its own;
+    ``customers``: with customer sign-in on (the store holds ``ACCOUNTS``)."""
+
+    def __init__(self, db: Path, *, customers: bool = False) -> None:
         self.db = db
+        self.customers = customers
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
@@ -242,8 +272,13 @@ class PortalServer:
         try:
             await seed(self.store, SEEDS)
             await seed_two_rate(self.store, TWO_RATE)
-            app = create_app(self.store, daily_limits={
-                TWO_RATE.meter_id: DailyLimits(high_wh=TWO_RATE.daily_high_wh)})
+            if self.customers:
+                await self.store.put_accounts([a.row() for a in ACCOUNTS])
+            app = create_app(
+                self.store, daily_limits={
+                    TWO_RATE.meter_id: DailyLimits(high_wh=TWO_RATE.daily_high_wh)},
+                accounts=self.store if self.customers else None,
+                operator_token=OPERATOR_TOKEN if self.customers else None)
             config = uvicorn.Config(app, log_level="warning", lifespan="off")
             self._server = _Server(config, self._ready)
             await self._server.serve(sockets=[self._sock])
@@ -254,6 +289,16 @@ class PortalServer:
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalServer]:
     server = PortalServer(tmp_path_factory.mktemp("portal") / "gateway.db")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def customer_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalServer]:
+    server = PortalServer(tmp_path_factory.mktemp("customers") / "gateway.db", customers=True)
     server.start()
     try:
         yield server
@@ -284,15 +329,36 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 860})
+def _open_page(browser: Browser, answered: tuple[int, ...] = ()) -> Iterator[Page]:
+    """A page that fails its test on any script error or console error; ``answered``:
+    HTTP statuses the test provokes on purpose (the browser logs each failed fetch)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 860}, accept_downloads=True)
     pg = context.new_page()
     errors: list[str] = []
+    expected = tuple(f"the server responded with a status of {code} " for code in answered)
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error" and not any(e in msg.text for e in expected):
+            errors.append(msg.text)
+
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.on("console", on_console)
     try:
         yield pg
     finally:
         context.close()
     assert errors == [], f"the page logged errors: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    yield from _open_page(browser)
+
+
+@pytest.fixture
+def customer_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """For the portal with sign-in: 401 (not signed in, wrong password), 404 (no account
+    matches) and 409 (a login that exists) are answers the tests ask for; a test marked
+    ``answers(code, ...)`` provokes more."""
+    more = request.node.get_closest_marker("answers")
+    yield from _open_page(browser, (401, 404, 409, *(more.args if more else ())))

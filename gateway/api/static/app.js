@@ -1,9 +1,8 @@
-// Daily usage page: reads the portal feed and draws an SVG bar chart. No build step.
+// Daily usage page: reads the portal feed and draws an SVG bar chart. No build step;
+// the page's scripts share one scope, loaded in order: session, app, markers, extras, main.
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-const API = "/api/v1";
-const $ = (id) => document.getElementById(id);
 
 const state = {
   meters: [],
@@ -15,6 +14,8 @@ const state = {
   range: null, // [first, last] local days of the rendered chart
   activeDate: null, // the day whose tooltip is showing
   seq: 0, // number of the latest daily request; older answers are dropped
+  markers: [], // the usage markers of the days shown
+  geometry: null, // where the last chart put its days (for the marker overlay)
 };
 
 // ---------------------------------------------------------------- dates (YYYY-MM-DD)
@@ -120,17 +121,6 @@ function dayNotes(day) {
 const dayNotesText = (day) => dayNotes(day).map(([, text]) => text).join("; ");
 
 // ---------------------------------------------------------------- data
-
-async function getJSON(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    const detail = body && body.detail;
-    const text = Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : detail;
-    throw new Error(text || `${response.status} ${response.statusText}`);
-  }
-  return body;
-}
 
 const currentMeter = () => state.meters.find((m) => m.meter_id === state.meterId) || null;
 
@@ -249,7 +239,8 @@ function render(daily, first, last) {
   const dates = daysBetween(first, last);
   const width = Math.max(320, $("plot").clientWidth || 800);
   const height = 320;
-  const m = { top: 26, right: 12, bottom: 44, left: 58 };
+  // Room above the plot for the usage markers' flags when there are any.
+  const m = { top: state.markers.length ? 44 : 26, right: 12, bottom: 44, left: 58 };
   const plotW = width - m.left - m.right;
   const plotH = height - m.top - m.bottom;
   const band = plotW / dates.length;
@@ -282,6 +273,7 @@ function render(daily, first, last) {
     text(xAxis, cx, y(0) + 19, fmtShort.format(asUTC(d)), { "text-anchor": "middle" });
   });
 
+  const overlay = el("g", { class: "usage-markers", "aria-hidden": "true" }, svg);
   const bands = el("g", { class: "bands", "aria-hidden": "true" }, svg);
   const segments = el("g", { class: "segments", "aria-hidden": "true" }, svg);
   const bars = el("g", {
@@ -325,7 +317,8 @@ function render(daily, first, last) {
     bar.addEventListener("mouseleave", () => { if (document.activeElement !== bar) hideTooltip(); });
     bar.addEventListener("focus", () => showTooltip(d));
     bar.addEventListener("blur", hideTooltip);
-    bar.addEventListener("click", () => bar.focus());
+    bar.addEventListener("click", () => { bar.focus(); openDay(d); });
+    column.addEventListener("click", () => { bar.focus(); openDay(d); });
     column.addEventListener("mouseenter", () => showTooltip(d));
     column.addEventListener("mouseleave", (event) => { if (event.relatedTarget !== bar) hideTooltip(); });
     // Markers stack above the bar: the day's severest note first.
@@ -338,6 +331,12 @@ function render(daily, first, last) {
     }
   });
   bars.addEventListener("keydown", onBarKey);
+  state.geometry = {
+    first, last, dates, top: m.top, bottom: y(0), left: m.left, right: width - m.right,
+    x: (date) => { const i = dates.indexOf(date); return i < 0 ? null : m.left + band * (i + 0.5); },
+    band,
+  };
+  drawMarkers(overlay, svg, state.geometry);
 
   const hadFocus = document.activeElement && document.activeElement.classList
     && document.activeElement.classList.contains("bar");
@@ -490,6 +489,11 @@ function onBarKey(event) {
   if (i < 0) return;
   const moves = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: bars.length - 1 };
   if (event.key === "Escape") { hideTooltip(); return; }
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    openDay(event.target.dataset.date);
+    return;
+  }
   if (!(event.key in moves)) return;
   event.preventDefault();
   const next = bars[Math.min(Math.max(moves[event.key], 0), bars.length - 1)];
@@ -548,40 +552,66 @@ async function loadMeters() {
   renderStatus();
 }
 
+// The local days the chart shows: the period up to today, or up to the day of the last
+// read when that is later (a gateway whose clock runs ahead, such as the accelerated
+// demo); for a customer, only days their account holds the meter.
+function shownRange(meter) {
+  const today = todayIn(meter.timezone);
+  const lastRead = meter.last_read_at ? todayIn(meter.timezone, new Date(meter.last_read_at)) : today;
+  const last = lastRead > today ? lastRead : today;
+  return clipToWindow(addDays(last, 1 - state.days), last, viewWindow(meter.meter_id, today));
+}
+
 async function loadDaily({ announce = false } = {}) {
   const meter = currentMeter();
   if (!meter) {
-    $("chart-title").textContent = "No meters yet";
+    state.daily = null;
+    $("chart-title").textContent = session.mode === "customer" ? "No meters on your accounts yet"
+      : "No meters yet";
     $("chart-summary").textContent = "";
-    showEmpty("No readings yet", "Meters appear here once the gateway has read them.");
+    showEmpty("No readings yet", session.mode === "customer"
+      ? "Link a billing account above to see its meter's usage."
+      : "Meters appear here once the gateway has read them.");
+    hideMeterExtras();
     return;
   }
   const channel = channelOf(meter);
   if (!channel && !tariffsOf(meter).length) {
     $("chart-title").textContent = `Meter ${meter.meter_id}`;
     showEmpty("No energy readings", "This meter has no energy channel to chart.");
+    hideMeterExtras();
     return;
   }
-  // The range ends today, or on the day of the last read when that is later (a gateway
-  // whose clock runs ahead, such as the accelerated demo).
-  const today = todayIn(meter.timezone);
-  const lastRead = meter.last_read_at ? todayIn(meter.timezone, new Date(meter.last_read_at)) : today;
-  const last = lastRead > today ? lastRead : today;
-  const first = addDays(last, 1 - state.days);
+  const range = shownRange(meter);
+  if (range === null) {
+    const win = viewWindow(meter.meter_id, todayIn(meter.timezone));
+    $("chart-title").textContent = `Meter ${meter.meter_id}`;
+    showEmpty("Nothing in this period", `Your account holds this meter from ${dayText(win.first)}`
+      + `${win.last ? ` to ${dayText(win.last)}` : ""}: choose a longer period.`);
+    hideMeterExtras();
+    return;
+  }
+  const [first, last] = range;
   const seq = ++state.seq;
   const path = `${API}/meters/${encodeURIComponent(meter.meter_id)}/daily`;
   // A two-rate meter: each rate stacked under the day's total.
-  const daily = tariffsOf(meter).length
-    ? await getJSON(`${path}/rates?${new URLSearchParams({ from: first, to: last, channel: state.defaultChannel })}`)
-    : await getJSON(`${path}?${new URLSearchParams({ from: first, to: last, channel })}`);
+  const [daily, markers] = await Promise.all([
+    tariffsOf(meter).length
+      ? getJSON(`${path}/rates?${new URLSearchParams({ from: first, to: last, channel: state.defaultChannel })}`)
+      : getJSON(`${path}?${new URLSearchParams({ from: first, to: last, channel })}`),
+    loadMarkers(meter, first, last),
+  ]);
   if (seq !== state.seq) return; // a newer request (another meter or period) is on its way
-  const key = JSON.stringify([first, last, daily]);
+  const key = JSON.stringify([first, last, daily, markers]);
   if (key !== state.dailyKey) {
     state.daily = daily;
+    state.markers = markers;
     state.dailyKey = key;
     state.range = [first, last];
     render(daily, first, last);
+    renderMarkerList(meter, first, last);
   }
+  await refreshMeterExtras(meter, first, last);
   if (announce) $("announce").textContent = `${$("chart-title").textContent}. ${$("chart-summary").textContent}`;
 }
 
@@ -595,14 +625,32 @@ function showError(error) {
 }
 
 async function refresh(opts) {
+  if (document.body.dataset.view !== "portal") return;
   try {
     await loadMeters();
     await loadDaily(opts);
     delete $("chart").dataset.error;
     $("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-US")} · refreshes every ${refreshSeconds()} s`;
   } catch (error) {
+    if (error.status === 401 && session.mode === "customer") return; // back at sign-in
     showError(error);
   }
+}
+
+// After signing out: nothing of the last customer's meters stays on the page.
+function resetPortal() {
+  Object.assign(state, {
+    meters: [], meterId: null, daily: null, dailyKey: "", range: null, activeDate: null,
+    markers: [], geometry: null,
+  });
+  state.seq += 1;
+  $("meter").replaceChildren(new Option("Loading meters…", ""));
+  $("plot").replaceChildren();
+  $("chart-title").textContent = "Loading…";
+  $("chart-summary").textContent = "";
+  $("accounts-list").replaceChildren();
+  hideTooltip();
+  hideMeterExtras();
 }
 
 function refreshSeconds() {
@@ -615,7 +663,7 @@ function readLocation() {
   const params = new URLSearchParams(location.search);
   state.meterId = params.get("meter");
   const days = Number(params.get("days"));
-  if (days === 30 || days === 90) state.days = days;
+  if ([30, 90, 365].includes(days)) state.days = days;
   const radio = document.querySelector(`input[name="days"][value="${state.days}"]`);
   if (radio) radio.checked = true;
 }
@@ -627,13 +675,15 @@ function writeLocation() {
   history.replaceState(null, "", `?${params}`);
 }
 
-function start() {
+function startChart() {
   readLocation();
   $("meter").addEventListener("change", (event) => {
     state.meterId = event.target.value;
     state.activeDate = null;
     writeLocation();
     renderStatus();
+    closeDay();
+    closeComparison();
     refresh({ announce: true });
   });
   for (const radio of document.querySelectorAll('input[name="days"]')) {
@@ -652,8 +702,5 @@ function start() {
       render(state.daily, ...state.range);
     }
   }).observe($("plot"));
-  refresh();
   setInterval(() => { if (!document.hidden) refresh(); }, refreshSeconds() * 1000);
 }
-
-start();
