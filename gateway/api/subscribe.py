@@ -90,16 +90,16 @@ def _wants_html(request: Request) -> bool:
 
 
 def subscribe_router(accounts: AccountStore, clock: Clock | None = None) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/notifications", tags=["usage notifications"])
+    router = APIRouter(tags=["usage notifications"])
     now = (clock or SystemClock()).now
     gone = "This link is unknown, used or expired."
 
-    @router.get(CONFIRM_PATH.rpartition("/")[2], include_in_schema=False)
+    @router.get(CONFIRM_PATH, include_in_schema=False)
     async def confirm_page() -> Response:
         return _page("Confirm your address", "Send usage notifications to this address?",
                      "Confirm")
 
-    @router.post(CONFIRM_PATH.rpartition("/")[2], summary="Confirm an address (the mail's token)")
+    @router.post(CONFIRM_PATH, summary="Confirm an address (the mail's token)")
     async def confirm(token: Token, request: Request) -> Response:
         address = await accounts.confirm_address(token_hash(token), now=now())
         if _wants_html(request):
@@ -109,12 +109,12 @@ def subscribe_router(accounts: AccountStore, clock: Clock | None = None) -> APIR
             return JSONResponse({"detail": gone}, status_code=404)
         return JSONResponse({"address": address, "confirmed": True})
 
-    @router.get(UNSUBSCRIBE_PATH.rpartition("/")[2], include_in_schema=False)
+    @router.get(UNSUBSCRIBE_PATH, include_in_schema=False)
     async def unsubscribe_page() -> Response:
         return _page("Stop these notices", "Stop the usage notification this mail came from?",
                      "Unsubscribe")
 
-    @router.post(UNSUBSCRIBE_PATH.rpartition("/")[2],
+    @router.post(UNSUBSCRIBE_PATH,
                  summary="End a notification (the token of one of its notices)")
     async def unsubscribe(token: Token, request: Request) -> Response:
         done = await accounts.unsubscribe(token_hash(token))

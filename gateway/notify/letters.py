@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
@@ -23,7 +24,7 @@ from urllib.parse import quote
 from gateway import log
 from gateway.errors import SinkError
 
-__all__ = ["CONFIRM_PATH", "RESET_PATH", "UNSUBSCRIBE_PATH", "MailOut", "Mailer",
+__all__ = ["CONFIRM_PATH", "POLICY", "RESET_PATH", "UNSUBSCRIBE_PATH", "MailOut", "Mailer",
            "confirm_letter", "link", "reset_letter", "send_quietly"]
 
 _log = log.get("gateway.notify")
@@ -31,6 +32,10 @@ _log = log.get("gateway.notify")
 CONFIRM_PATH = "/api/v1/notifications/confirm"
 UNSUBSCRIBE_PATH = "/api/v1/notifications/unsubscribe"
 RESET_PATH = "/api/v1/password-resets/confirm"
+#: Lines up to RFC 5322's 998 characters: a link with its token stays one line, and the
+#: List-Unsubscribe header one plain URI (folded at 78 it would be RFC 2047-encoded,
+#: which mail clients do not take for a link).
+POLICY = policy.default.clone(max_line_length=998)
 
 
 class Mailer(Protocol):
@@ -55,7 +60,7 @@ def link(public_url: str | None, path: str, token: str) -> str:
 
 
 def _letter(sender: str, to: str, subject: str, body: str) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject

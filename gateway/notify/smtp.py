@@ -17,6 +17,7 @@ from email.utils import formatdate, make_msgid
 from typing import Protocol
 
 from gateway.errors import SinkError
+from gateway.notify.letters import POLICY
 from gateway.notify.rules import Notice, describe
 
 __all__ = ["Notifier", "SmtpNotifier", "message"]
@@ -30,7 +31,7 @@ class Notifier(Protocol):
 def message(notice: Notice, sender: str) -> EmailMessage:
     """The notice as a plain-text e-mail."""
     subject, body = describe(notice)
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = sender
     msg["To"] = notice.address
     msg["Subject"] = subject
