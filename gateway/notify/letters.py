@@ -90,7 +90,8 @@ def confirm_letter(out: MailOut, address: str, token: str, expires_at: datetime)
 def reset_letter(out: MailOut, address: str, token: str, expires_at: datetime) -> EmailMessage:
     body = ("Someone asked to reset the password of the portal login of this address.\n\n"
             f"Your reset token: {token}\n\n"
-            f"Send it with your new password to {link(out.public_url, RESET_PATH, '')[:-7]}\n"
+            f"Send it with your new password to {(out.public_url or '').rstrip('/')}"
+            f"{RESET_PATH}\n"
             '(POST {"token": "...", "password": "..."}) before '
             f"{expires_at:%Y-%m-%d %H:%M} UTC. It works once, and signs out every session.\n"
             "If you did not ask for this, ignore this mail: your password stays as it is.\n")

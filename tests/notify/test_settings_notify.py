@@ -62,3 +62,19 @@ def test_the_password_from_env_or_file(tmp_path: Path, monkeypatch: pytest.Monke
     notifier = smtp_notifier(cfg.settings.notify, cfg.file)
     assert (notifier.password, notifier.username, notifier.host) == ("from-file", "u",
                                                                      "mail.example.org")
+
+
+def test_public_url_starts_the_links_in_mails(tmp_path: Path) -> None:
+    section = load_config(write(tmp_path, NOTIFY)).settings.notify
+    assert section is not None and section.public_url is None
+    text = NOTIFY + 'public_url = "https://portal.example.org/"\n'
+    section = load_config(write(tmp_path, text)).settings.notify
+    assert section is not None and section.public_url == "https://portal.example.org/"
+    local = NOTIFY + 'public_url = "http://localhost:8080"\n'
+    assert load_config(write(tmp_path, local)).settings.notify is not None
+
+
+@pytest.mark.parametrize("url", ["http://portal.example.org", "portal.example.org",
+                                 "https://portal.example.org/?x=1"])
+def test_a_public_url_that_will_not_do(tmp_path: Path, url: str) -> None:
+    assert "public_url" in problems(tmp_path, NOTIFY + f'public_url = "{url}"\n')
