@@ -17,7 +17,7 @@ import uvicorn
 from edge.assembly import Assembly, build_driver
 from gateway import log
 from gateway.api.app import create_app
-from gateway.clock import Clock
+from gateway.clock import Clock, SystemClock
 from gateway.drivers.modbus.bus import BusPool
 from gateway.errors import ConfigError, SinkError
 from gateway.ingest.delivery import Delivery
@@ -239,7 +239,7 @@ class Agent:
         app = create_app(self._portal, operator_token=token, self_reads=self.self_reads,
                          daily_limits=self.assembly.daily_limits(), status=self.status,
                          clock=self.clock, accounts=self.store if customers else None,
-                         mail=self._mail())
+                         mail=self._mail(), session_clock=SystemClock())
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._server = server

@@ -38,6 +38,8 @@ from edge.agent import Agent
 from edge.assembly import assemble
 from gateway import log
 from gateway.clock import ScaledClock
+from gateway.demo_customers import DemoLogin, seed_customers
+from gateway.demo_customers import api_config as customers_api_config
 from gateway.drivers.dlms.keys import SecretBytes, SuiteKeys
 from gateway.drivers.modbus.rtu import LineSettings
 from gateway.errors import ConfigError
@@ -280,6 +282,7 @@ def _config_text(meters: list[SimulatedMeter], port: int, bus: RtuBus,
         "[api]",
         'host = "127.0.0.1"',
         f"port = {port}",
+        *customers_api_config(),
         "",
         "[validation]",
         "# Simulated seconds: at x1440 a read lands within ~20 ms of real time of its tick.",
@@ -322,7 +325,7 @@ def _prepare(data_dir: Path) -> tuple[Path, Path]:
         )
     (data_dir / MARKER).write_text("made by ami-gateway demo: replaced at each start\n")
     for name in ("store.db", "store.db-wal", "store.db-shm", "gateway.toml", "ttyRS485",
-                 "ttyDLMS"):
+                 "ttyDLMS", "demo-login.txt"):
         (data_dir / name).unlink(missing_ok=True)
     shutil.rmtree(data_dir / "keys", ignore_errors=True)
     shutil.rmtree(data_dir / "dlms", ignore_errors=True)  # invocation counters
@@ -361,13 +364,18 @@ async def _outages(meters: list[SimulatedMeter], clock: ScaledClock, start: date
         await asyncio.sleep(0.05)
 
 
-def _view(agent: Agent, clock: ScaledClock, url: str, data_dir: Path) -> Group:
+def _view(agent: Agent, clock: ScaledClock, url: str, data_dir: Path,
+          login: DemoLogin) -> Group:
     tz = ZoneInfo(TIMEZONE)
     now = clock.now().astimezone(tz)
     head = Text.assemble(
         ("ami-gateway demo", "bold"), f"  simulated time {now:%Y-%m-%d %H:%M %Z} "
         f"(x{clock.speed:g})   portal ", (url, "bold cyan"), "   Ctrl-C stops",
     )
+    sign_in = Text.assemble(
+        "sign in as ", (login.email, "bold"), " with password ", (login.password, "bold"),
+        f"   (account {login.unlinked_account}, last payment {login.unlinked_payment}, "
+        "is left to link from the page)")
     table = Table(expand=False)
     for col in ("meter", "device", "status", "last read (local)", "energy register",
                 "reads", "intervals", "failed polls"):
@@ -383,7 +391,7 @@ def _view(agent: Agent, clock: ScaledClock, url: str, data_dir: Path) -> Group:
                       f"{s.intervals:,}", f"{s.failed_polls:,}")
     foot = Text(f"store {data_dir / 'store.db'}   config {data_dir / 'gateway.toml'}   "
                 f"logs {data_dir / 'gateway.log'}", style="dim")
-    return Group(head, table, foot)
+    return Group(head, sign_in, table, foot)
 
 
 async def run_demo(*, port: int, speed: float, data_dir: Path, days: int) -> None:
@@ -406,6 +414,7 @@ async def run_demo(*, port: int, speed: float, data_dir: Path, days: int) -> Non
             config = data_dir / "gateway.toml"
             await asyncio.to_thread(config.write_text,
                                     _config_text(meters, port, bus, (dlms_server, dlms_bus)))
+            login = await seed_customers(data_dir, data_dir / "store.db", first_day)
             agent = Agent(assemble(load_config(config)), clock)
             url = f"http://127.0.0.1:{port}/"
             console = Console()
@@ -416,8 +425,8 @@ async def run_demo(*, port: int, speed: float, data_dir: Path, days: int) -> Non
                 swap_at = datetime(middle.year, middle.month, middle.day, 10, tzinfo=tz)
                 tg.create_task(_exchange(meters, clock, swap_at.astimezone(UTC)),
                                name="exchange")
-                with Live(_view(agent, clock, url, data_dir), console=console,
+                with Live(_view(agent, clock, url, data_dir, login), console=console,
                           refresh_per_second=4, transient=False) as live:
                     while True:
                         await asyncio.sleep(0.25)
-                        live.update(_view(agent, clock, url, data_dir))
+                        live.update(_view(agent, clock, url, data_dir, login))

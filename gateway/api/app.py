@@ -65,12 +65,16 @@ def create_app(
     clock: Clock | None = None,
     accounts: AccountStore | None = None,
     mail: MailOut | None = None,
+    session_clock: Clock | None = None,
 ) -> FastAPI:
     """The portal app. ``daily_limits`` are each meter's daily usage checks (from the
     config: ``Assembly.daily_limits()``), judged when a daily view is built; ``clock``
     tells today (the system's clock unless given). ``accounts`` (the store, when
     ``[api] customers = true``) turns customer access on (``gateway.api.access``);
-    ``mail`` (from ``[notify]``) sends its confirmation and password-reset mails."""
+    ``mail`` (from ``[notify]``) sends its confirmation and password-reset mails.
+    ``session_clock`` times sessions, tokens and rate limits (``clock`` unless given): the
+    wall clock even where ``clock`` runs simulated time, as in the demo, whose 12-hour
+    session would otherwise end in 30 seconds."""
     app = FastAPI(
         # Every route with a meter in its path checks who may see it, even one whose
         # router forgot to (gateway.api.access).
@@ -82,7 +86,8 @@ def create_app(
         version="1",
     )
     app.add_exception_handler(RequestValidationError, _explain_validation)
-    now = (clock or SystemClock()).now
+    wall = session_clock or clock
+    now = (wall or SystemClock()).now
     app.state.access = Access(store=store, accounts=accounts, operator_token=operator_token,
                               now=now)
     customers = accounts is not None
@@ -94,9 +99,9 @@ def create_app(
                                             accounts=accounts, mail=mail))
     if accounts is not None:
         app.include_router(customers_router(accounts, operator_token, now))
-        app.include_router(sessions_router(accounts, clock))
-        app.include_router(resets_router(accounts, mail, clock))
-        app.include_router(subscribe_router(accounts, clock))
+        app.include_router(sessions_router(accounts, wall))
+        app.include_router(resets_router(accounts, mail, wall))
+        app.include_router(subscribe_router(accounts, wall))
     app.include_router(greenbutton_router(store, default_channel))
     app.include_router(monthly_router(store, default_channel, clock))
     if self_reads is not None:  # manual meters' readings (gateway.api.selfread)
