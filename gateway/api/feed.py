@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel
 
-from gateway.api.access import MeterView, meter_access
+from gateway.api.access import MeterAccess, MeterView, meter_access
 from gateway.api.rates import build_view, checks_by_day, rate_label, tariff_of, tariffs_of
 from gateway.api.schemas import (
     DailyList,
@@ -94,12 +94,16 @@ def feed_router(store: Store, default_channel: str,
         if (last - first).days + 1 > MAX_DAILY_DAYS:
             raise invalid("to", f"range is longer than {MAX_DAILY_DAYS} days")
 
-    def history_start(first: date, limits: DailyLimits | None) -> date:
+    def history_start(first: date, limits: DailyLimits | None, view: MeterView) -> date:
+        """The first day the usage checks may look back to. For a customer, never before
+        their window holding ``first``: a new occupant's first days are not judged against
+        the previous occupant's usage, which would also hint at it."""
         back = lookback_days(limits) if limits is not None else 0
         try:
-            return first - timedelta(days=back)
+            since = first - timedelta(days=back)
         except OverflowError:
-            return date.min
+            since = date.min
+        return max(since, _window_start(view, first))
 
     @router.get("/meters", summary="Meters, their status and channels")
     async def meters(view: Annotated[MeterView, Depends(meter_access)]) -> MeterList:
@@ -174,12 +178,14 @@ def feed_router(store: Store, default_channel: str,
             date,
             Query(alias="to", description="Last local day, inclusive (YYYY-MM-DD)."),
         ],
+        view: MeterAccess,
         channel: ChannelParam = None,
     ) -> DailyList:
         check_range(first, last)
         info = await series_of(meter_id, channel)
         limits = usage_limits(meter_id, info.channel)
-        history = await store.daily(meter_id, info.channel, history_start(first, limits), last)
+        since = history_start(first, limits, view)
+        history = await store.daily(meter_id, info.channel, since, last)
         checks = checks_by_day(history, limits)
         days = [d for d in history if d.day >= first]
         total = sum(d.value for d in days)
@@ -210,6 +216,7 @@ def feed_router(store: Store, default_channel: str,
             date,
             Query(alias="to", description="Last local day, inclusive (YYYY-MM-DD)."),
         ],
+        view: MeterAccess,
         channel: Annotated[str | None, Query(
             description="The total channel whose tariff registers are the rates (OBIS, "
             "tariff group 0); defaults to active energy import. A meter without tariff "
@@ -226,14 +233,14 @@ def feed_router(store: Store, default_channel: str,
             rates = [(0, info.channel)]
         info = known[rates[0][1]]
         limits = usage_limits(meter_id, total_channel)
-        since = history_start(first, limits)
+        since = history_start(first, limits, view)
         by_rate = {ch: await store.daily(meter_id, ch, since, last) for _, ch in rates}
         register = []
         if rates[0][0] != 0 and total_channel in known:
             register = await store.daily(meter_id, total_channel, first, last)
-        view = build_view(rates, by_rate, register, limits, first=first)
+        built = build_view(rates, by_rate, register, limits, first=first)
         unit = info.unit.base
-        days = [rates_day_out(d, unit) for d in view.days]
+        days = [rates_day_out(d, unit) for d in built.days]
         total = sum(d.value for d in days)
         return RatesDailyList(
             meter_id=meter_id, channel=total_channel, timezone=info.timezone, first=first,
@@ -248,3 +255,14 @@ def feed_router(store: Store, default_channel: str,
         )
 
     return router
+
+
+def _window_start(view: MeterView, day: date) -> date:
+    """The first day of the caller's window holding ``day`` (``date.min`` for the operator,
+    who sees every day). ``meter_access`` has checked that the asked days lie within one."""
+    if view.windows is None:
+        return date.min
+    for w in view.windows:
+        if w.first <= day and (w.end is None or day < w.end):
+            return w.first
+    return day  # not reached: no history rather than another occupant's
