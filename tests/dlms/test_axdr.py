@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -252,14 +250,14 @@ def test_stream_refuses_bytes_after_the_array() -> None:
         ArrayStream().feed(bytes.fromhex("0201"))
 
 
-def test_large_profile_buffer_decodes_fast() -> None:
-    # 7 days of a 4-channel 15-minute profile: 672 rows... times 10 for headroom.
+def test_a_large_profile_buffer_decodes_whole() -> None:
+    # 7 days of a 4-channel 15-minute profile: 672 rows... times 10. Its speed is measured
+    # by benchmarks/dlms_profile.py, not timed here (a loaded machine would fail a timing).
     row = Structure((axdr.OctetString(bytes(12)), axdr.Unsigned(0),
                      axdr.DoubleLongUnsigned(1517), axdr.DoubleLongUnsigned(1620),
                      axdr.DoubleLongUnsigned(7), axdr.DoubleLongUnsigned(9)))
     wire = axdr.encode(Array((row,) * 6720))
-    start = time.perf_counter()
     value = axdr.decode(memoryview(wire))
-    elapsed = time.perf_counter() - start
-    assert len(axdr.as_items(value)) == 6720
-    assert elapsed < 0.5, f"{elapsed:.3f} s for 6720 rows"
+    items = axdr.as_items(value)
+    assert len(items) == 6720
+    assert items[-1] == row and items[0] == row
