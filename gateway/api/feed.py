@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from datetime import UTC, date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel
 
 from gateway.api.access import MeterAccess, MeterView, meter_access
+from gateway.api.daily_json import daily_list_json
 from gateway.api.rates import build_view, checks_by_day, rate_label, tariff_of, tariffs_of
 from gateway.api.schemas import (
     DailyList,
@@ -18,7 +19,6 @@ from gateway.api.schemas import (
     MeterList,
     Rate,
     RatesDailyList,
-    day_out,
     interval_out,
     kwh,
     meter_out,
@@ -57,12 +57,12 @@ def invalid(field: str, message: str) -> HTTPException:
 
 async def find_series(store: Store, meter_id: str, channel: str) -> SeriesInfo:
     """The stored series, or a 404 that says what the meter has."""
-    if await store.meter(meter_id) is None:
-        raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
     known = await store.series(meter_id)
     for info in known:
         if info.channel == channel:
-            return info
+            return info  # its meter is known (Store.register_series): one call, not two
+    if await store.meter(meter_id) is None:
+        raise HTTPException(404, detail=f"unknown meter {meter_id!r}")
     have = ", ".join(s.channel for s in known) or "none"
     raise HTTPException(
         404, detail=f"meter {meter_id!r} has no channel {channel!r} (channels: {have})"
@@ -167,6 +167,7 @@ def feed_router(store: Store, default_channel: str,
         "/meters/{meter_id}/daily",
         summary="Daily usage over the meter's local days",
         responses=_NOT_FOUND,
+        response_model=DailyList,
     )
     async def daily(
         meter_id: MeterId,
@@ -180,7 +181,7 @@ def feed_router(store: Store, default_channel: str,
         ],
         view: MeterAccess,
         channel: ChannelParam = None,
-    ) -> DailyList:
+    ) -> Response:
         check_range(first, last)
         info = await series_of(meter_id, channel)
         limits = usage_limits(meter_id, info.channel)
@@ -189,7 +190,8 @@ def feed_router(store: Store, default_channel: str,
         checks = checks_by_day(history, limits)
         days = [d for d in history if d.day >= first]
         total = sum(d.value for d in days)
-        return DailyList(
+        # A DailyList, encoded without a pydantic model per day (gateway.api.daily_json).
+        return Response(daily_list_json(
             meter_id=meter_id,
             channel=info.channel,
             timezone=info.timezone,
@@ -198,8 +200,9 @@ def feed_router(store: Store, default_channel: str,
             unit=info.unit.base.value,
             total=total,
             total_kwh=kwh(total, info.unit.base),
-            days=[day_out(d, checks.get(d.day, ())) for d in days],
-        )
+            days=days,
+            checks=checks,
+        ), media_type="application/json")
 
     @router.get(
         "/meters/{meter_id}/daily/rates",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -173,7 +172,10 @@ def kwh(value: int, unit: Unit) -> str | None:
     """Wh -> kWh as a fixed three-decimal string (exact; no float on the way)."""
     if unit is not Unit.WH:
         return None
-    return f"{Decimal(value).scaleb(-3):f}"
+    # As f"{Decimal(value).scaleb(-3):f}" gives it, in integers: a year's reply has
+    # hundreds of these.
+    whole, wh = divmod(abs(value), 1000)
+    return f"{'-' if value < 0 else ''}{whole}.{wh:03d}"
 
 
 def flag_names(flags: int) -> list[str]:

@@ -85,7 +85,8 @@ class Store(Protocol):
 
     async def register_series(self, series: SeriesInfo) -> None:
         """Declare a series before writing to it (idempotent; a changed timezone or
-        interval length for an existing series raises ``ConfigError``)."""
+        interval length for an existing series raises ``ConfigError``). Its meter is
+        known from then on (``meter`` finds it)."""
 
     async def write_intervals(
         self,

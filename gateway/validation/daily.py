@@ -105,17 +105,26 @@ def judge_days(days: Sequence[DayUsage], limits: DailyLimits, *,
         return fired
     factor = limits.history_factor
     window = limits.history_days
-    history: list[DayUsage] = []  # complete days seen so far, oldest first
+    # The factor as an exact fraction: the comparisons stay in integers (a year of days
+    # is judged on every daily request, and Decimal arithmetic is most of that time).
+    num, den = factor.as_integer_ratio() if factor is not None else (0, 1)
+    span = timedelta(days=2 * window)
+    # Complete days seen so far, oldest first.
+    seen_days: list[date] = []
+    seen_values: list[int] = []
     for usage in days:
         if not usage.complete:
             continue
-        if before is None or usage.day < before:
-            checks = _absolute(usage.value, limits)
-            if factor is not None:
-                checks += _historic(usage, history, factor, window)
+        day, value = usage.day, usage.value
+        if before is None or day < before:
+            checks = _absolute(value, limits)
+            if factor is not None and len(seen_days) >= window:
+                checks += _historic(value, day - span, seen_days[-window:],
+                                    seen_values[-window:], num, den)
             if checks:
-                fired[usage.day] = checks
-        history.append(usage)
+                fired[day] = checks
+        seen_days.append(day)
+        seen_values.append(value)
     return fired
 
 
@@ -127,18 +136,18 @@ def _absolute(value: int, limits: DailyLimits) -> tuple[str, ...]:
     return ()
 
 
-def _historic(usage: DayUsage, history: list[DayUsage], factor: Decimal,
-              window: int) -> tuple[str, ...]:
-    earliest = usage.day - timedelta(days=2 * window)
-    recent = [d.value for d in history[-window:] if d.day >= earliest]
-    if len(recent) < window:
+def _historic(value: int, earliest: date, recent_days: list[date], recent: list[int],
+              num: int, den: int) -> tuple[str, ...]:
+    """``recent``: the values of the last ``window`` complete days before this one."""
+    if recent_days[0] < earliest:  # oldest first: one too old means too few in the span
         return ()
     total = sum(recent)
     if total <= 0:
         return ()
+    window = len(recent)
     # value > factor x total / window, and value < total / (window x factor), exactly.
-    if usage.value * window > factor * total:
+    if value * window * den > num * total:
         return (DAILY_HISTORY_HIGH,)
-    if usage.value * window * factor < total:
+    if value * window * num < total * den:
         return (DAILY_HISTORY_LOW,)
     return ()
