@@ -169,9 +169,24 @@ _SIGN_IN = HTTPException(401, detail="sign in: a customer session or the operato
                          headers={"WWW-Authenticate": "Bearer"})
 
 
+#: Where a request keeps its caller and its MeterView once worked out: the app-wide guard
+#: and the route's own dependency both ask, and each answer costs store calls.
+_VIEWER_KEY = "gateway.access.viewer"
+_VIEW_KEY = "gateway.access.meter_view"
+
+
 async def viewer(request: Request,
                  authorization: Bearer = None) -> Viewer:
     """The caller, from the bearer token (401 when customer access is on and none fits)."""
+    known = request.scope.get(_VIEWER_KEY)
+    if isinstance(known, Viewer):
+        return known
+    who = await _viewer(request, authorization)
+    request.scope[_VIEWER_KEY] = who
+    return who
+
+
+async def _viewer(request: Request, authorization: str | None) -> Viewer:
     access = _access(request)
     if access.accounts is None:
         return Viewer(None)
@@ -199,6 +214,15 @@ def unknown_meter(meter_id: str) -> HTTPException:
 async def meter_access(request: Request,
                        who: Annotated[Viewer, Depends(viewer)]) -> MeterView:
     """May the caller see the meter in the path, over the asked range? 404 when not."""
+    known = request.scope.get(_VIEW_KEY)
+    if isinstance(known, MeterView):
+        return known
+    view = await _meter_access(request, who)
+    request.scope[_VIEW_KEY] = view
+    return view
+
+
+async def _meter_access(request: Request, who: Viewer) -> MeterView:
     access = _access(request)
     meter_id = request.path_params.get("meter_id")
     if who.customer_id is None or access.accounts is None:
