@@ -7,6 +7,10 @@
 - ``POST /api/v1/me/accounts``: link a billing account by proving it (account number
   and the amount of its last payment); ``GET /api/v1/me/accounts``: the linked ones.
 
+A login's sessions and password are in ``gateway.api.sessions``, password reset by
+mail in ``gateway.api.resets``, address confirmation for notifications in
+``gateway.api.subscribe``.
+
 Linking answers the same 404 "no account matches" whatever was wrong (no such account,
 another payment, an amount that is no amount), and counts every try per login and per
 account number in the store: after ``LINK_TRIES`` within ``LINK_WINDOW`` it answers 429

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.notify.letters import RESET_PATH
 from gateway.store.sqlite import SqliteStore
@@ -89,3 +90,15 @@ async def test_without_mail_resets_answer_503_naming_the_config(store: SqliteSto
                             {"token": "x", "password": NEW})):
             r = await c.post(path, json=body)
             assert r.status_code == 503 and "[notify] smtp_host" in r.json()["detail"]
+
+
+async def test_a_failed_reset_mail_is_logged_without_token_or_address(
+        portal: MailPortal) -> None:
+    await portal.login("a@example.org")
+    portal.inbox.refuse = "550 5.1.1 no such mailbox"
+    with capture_logs() as logs:
+        r = await portal.client.post("/api/v1/password-resets", json={"email": "a@example.org"})
+    assert r.status_code == 202  # the same answer: the mail goes out after it
+    [entry] = [e for e in logs if e["event"] == "mail not sent"]
+    assert entry["domain"] == "example.org" and entry["what"] == "password reset"
+    assert "a@example.org" not in repr(logs) and "token" not in repr(entry)
