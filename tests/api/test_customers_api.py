@@ -221,7 +221,8 @@ async def test_no_customer_reaches_another_customers_meter_marker_or_export(
     paths = {p for _, p in routes}
     for needed in ("intervals", "daily", "daily/rates", "greenbutton", "markers",
                    "markers/{marker_id}", "markers/{marker_id}/comparison",
-                   "notifications", "notifications/{notification_id}"):
+                   "notifications", "notifications/{notification_id}",
+                   "notifications/{notification_id}/confirmation"):
         assert f"/api/v1/meters/{{meter_id}}/{needed}" in paths, needed
     for method, path in routes:
         url, query, body = _request(method, path, OTHER, marker, notification)

@@ -12,7 +12,7 @@ import pytest
 from gateway.store.sqlite import SqliteStore
 
 from .mail_portal import MailPortal, mail_portal
-from .test_customers_api import NOW, PASSWORD
+from .test_customers_api import NOW, OPERATOR, PASSWORD
 
 NEW = "a much better passphrase"
 
@@ -112,3 +112,35 @@ async def test_password_guesses_with_a_session_are_limited(portal: MailPortal) -
     r = await c.put("/api/v1/me/password", headers=auth,
                     json={"current_password": PASSWORD, "new_password": NEW})
     assert r.status_code == 204
+
+
+#: The meter-less routes anyone may call: signing up and in, and those a mailed token
+#: (or nothing at all) authorizes.
+OPEN = {("POST", "/api/v1/customers"), ("POST", "/api/v1/sessions"),
+        ("POST", "/api/v1/password-resets"), ("POST", "/api/v1/password-resets/confirm"),
+        ("POST", "/api/v1/notifications/confirm"),
+        ("POST", "/api/v1/notifications/unsubscribe"), ("GET", "/healthz")}
+
+
+async def test_every_other_meter_less_route_wants_a_token(portal: MailPortal) -> None:
+    """Each documented route without a meter in its path, as the app has them now: without
+    a token it answers 401 unless it is one of OPEN; the /me routes are a customer's only
+    (the operator token gets 403)."""
+    c = portal.client
+    routes = sorted((method.upper(), path)
+                    for path, ops in portal.app.openapi()["paths"].items()
+                    if "{meter_id}" not in path for method in ops)
+    assert set(routes) >= OPEN
+    for needed in ("/api/v1/me/sessions", "/api/v1/me/sessions/{session_id}",
+                   "/api/v1/me/password"):
+        assert needed in {p for _, p in routes}, needed
+    for method, path in routes:
+        url = path.replace("{session_id}", "1")
+        r = await c.request(method, url, json={})
+        if (method, path) in OPEN:
+            assert r.status_code != 401, (method, path)
+            continue
+        assert r.status_code == 401, (method, path, r.status_code)
+        if path.startswith("/api/v1/me/"):
+            r = await c.request(method, url, json={}, headers=OPERATOR)
+            assert r.status_code == 403, (method, path, r.status_code)
