@@ -171,8 +171,10 @@ def free_port() -> int:
 
 
 def wait_for(url: str, timeout_s: float = 60,
-             proc: subprocess.Popen[str] | None = None) -> dict[str, object]:
-    """GET ``url`` until it answers 200; a process that exits first fails with its output."""
+             proc: subprocess.Popen[str] | None = None,
+             headers: dict[str, str] | None = None, status: int = 200) -> dict[str, object]:
+    """GET ``url`` until it answers ``status``; a process that exits first fails with its
+    output."""
     import time
 
     import httpx
@@ -183,8 +185,8 @@ def wait_for(url: str, timeout_s: float = 60,
             _, err = proc.communicate()
             raise AssertionError(f"exited {proc.returncode} before {url} answered:\n{err}")
         try:
-            got = httpx.get(url, timeout=2)
-            if got.status_code == 200:
+            got = httpx.get(url, timeout=2, headers=headers)
+            if got.status_code == status:
                 body: dict[str, object] = got.json()
                 return body
         except httpx.HTTPError:
@@ -195,6 +197,7 @@ def wait_for(url: str, timeout_s: float = 60,
 
 
 def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
+    import httpx
 
     port = free_port()
     proc = subprocess.Popen(
@@ -203,7 +206,12 @@ def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        body = wait_for(f"http://127.0.0.1:{port}/api/v1/meters", proc=proc)
+        url = f"http://127.0.0.1:{port}/api/v1"
+        demo = tmp_path / "demo"
+        # The demo's portal asks for a sign-in; its operator token and login are in files.
+        wait_for(f"{url}/meters", proc=proc, status=401)
+        operator = {"Authorization": f"Bearer {(demo / 'keys/operator-token').read_text().strip()}"}
+        body = wait_for(f"{url}/meters", proc=proc, headers=operator)
         meters = body["meters"]
         assert isinstance(meters, list)
         assert {m["meter_id"] for m in meters} == {"DEMO-1001", "DEMO-1002", "DEMO-1003",
@@ -215,7 +223,7 @@ def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
         # The DLMS meters (HLS-GMAC over TCP, HDLC on a serial line) answer too.
         status: dict[str, object] = {}
         for _ in range(150):
-            meters = wait_for(f"http://127.0.0.1:{port}/api/v1/meters", proc=proc)["meters"]
+            meters = wait_for(f"{url}/meters", proc=proc, headers=operator)["meters"]
             assert isinstance(meters, list)
             status = {m["meter_id"]: m["status"] for m in meters}
             if status["DEMO-5001"] == status["DEMO-5002"] == "ok":
@@ -224,9 +232,16 @@ def test_demo_serves_the_portal_and_writes_its_config(tmp_path: Path) -> None:
         assert status["DEMO-5001"] == status["DEMO-5002"] == "ok", status
         checked = cli("check", "--config", tmp_path / "demo" / "gateway.toml")
         assert checked.returncode == 0, checked.stderr
-        demo = tmp_path / "demo"
+        login = dict(line.split(" ", 1) for line in
+                     (demo / "demo-login.txt").read_text().splitlines()[:2])
+        signed = httpx.post(f"{url}/sessions", json={"email": login["e-mail"],
+                                                     "password": login["password"]})
+        assert signed.status_code == 201, signed.text
+        mine = httpx.get(f"{url}/meters", headers={
+            "Authorization": f"Bearer {signed.json()['token']}"}).json()["meters"]
+        assert [m["meter_id"] for m in mine] == ["DEMO-1001", "DEMO-3001", "DEMO-5001"]
         keys = [(demo / "keys" / name).read_text().strip() for name in
-                ("DEMO-5001.ek", "DEMO-5001.ak")]
+                ("DEMO-5001.ek", "DEMO-5001.ak", "operator-token")] + [login["password"]]
         logged = (demo / "gateway.log").read_text() + (demo / "gateway.toml").read_text()
         assert not any(key in logged or key.upper() in logged for key in keys)
     finally:
