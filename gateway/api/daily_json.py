@@ -15,7 +15,7 @@ from datetime import date
 import msgspec
 
 from gateway.api.schemas import kwh
-from gateway.model import DailyUsage
+from gateway.model import DailyUsage, Unit
 
 __all__ = ["daily_list_json"]
 
@@ -61,10 +61,15 @@ def daily_list_json(*, meter_id: str, channel: str, timezone: str, first: date, 
                     checks: Mapping[date, Sequence[str]]) -> bytes:
     """``DailyList(...).model_dump_json()`` of the days, as ``day_out`` makes each one."""
     out = []
+    day_unit: Unit | None = None
+    name = ""
     for d in days:
-        expected, present = d.expected, d.present
+        if d.unit is not day_unit:  # the days of a series share one unit
+            day_unit = d.unit
+            name = day_unit.value
+        value, expected, present = d.value, d.expected, d.present
         out.append(_Day(
-            d.day, d.value, kwh(d.value, d.unit), d.unit.value,
+            d.day, value, kwh(value, d.unit), name,
             _Quality(expected, present, max(expected - present, 0), d.estimated,
                      d.questionable, d.edited, d.derived, present >= expected),
             list(checks.get(d.day, ()))))

@@ -106,25 +106,31 @@ def judge_days(days: Sequence[DayUsage], limits: DailyLimits, *,
     factor = limits.history_factor
     window = limits.history_days
     # The factor as an exact fraction: the comparisons stay in integers (a year of days
-    # is judged on every daily request, and Decimal arithmetic is most of that time).
+    # is judged on every daily request, and Decimal arithmetic was most of that time).
     num, den = factor.as_integer_ratio() if factor is not None else (0, 1)
     span = timedelta(days=2 * window)
-    # Complete days seen so far, oldest first.
+    # Complete days seen so far, oldest first, and the sum of the last ``window`` values.
     seen_days: list[date] = []
     seen_values: list[int] = []
+    recent_total = 0
     for usage in days:
         if not usage.complete:
             continue
         day, value = usage.day, usage.value
         if before is None or day < before:
             checks = _absolute(value, limits)
-            if factor is not None and len(seen_days) >= window:
-                checks += _historic(value, day - span, seen_days[-window:],
-                                    seen_values[-window:], num, den)
+            # The previous ``window`` complete days, all within 2 x window calendar days
+            # (oldest first: the oldest of them is the one to test).
+            n = len(seen_days)
+            if factor is not None and n >= window and seen_days[n - window] >= day - span:
+                checks += _historic(value, recent_total, window, num, den)
             if checks:
                 fired[day] = checks
         seen_days.append(day)
         seen_values.append(value)
+        recent_total += value
+        if len(seen_values) > window:
+            recent_total -= seen_values[-window - 1]
     return fired
 
 
@@ -136,15 +142,11 @@ def _absolute(value: int, limits: DailyLimits) -> tuple[str, ...]:
     return ()
 
 
-def _historic(value: int, earliest: date, recent_days: list[date], recent: list[int],
-              num: int, den: int) -> tuple[str, ...]:
-    """``recent``: the values of the last ``window`` complete days before this one."""
-    if recent_days[0] < earliest:  # oldest first: one too old means too few in the span
-        return ()
-    total = sum(recent)
+def _historic(value: int, total: int, window: int, num: int, den: int) -> tuple[str, ...]:
+    """``total``: the usage of the previous ``window`` complete days; the factor is
+    ``num / den``."""
     if total <= 0:
         return ()
-    window = len(recent)
     # value > factor x total / window, and value < total / (window x factor), exactly.
     if value * window * den > num * total:
         return (DAILY_HISTORY_HIGH,)
