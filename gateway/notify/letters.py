@@ -32,6 +32,8 @@ _log = log.get("gateway.notify")
 CONFIRM_PATH = "/api/v1/notifications/confirm"
 UNSUBSCRIBE_PATH = "/api/v1/notifications/unsubscribe"
 RESET_PATH = "/api/v1/password-resets/confirm"
+#: Where the page takes a reset token (``/#reset=<token>``).
+PAGE_RESET = "/#reset="
 #: Lines up to RFC 5322's 998 characters: a link with its token stays one line, and the
 #: List-Unsubscribe header one plain URI (folded at 78 it would be RFC 2047-encoded,
 #: which mail clients do not take for a link).
@@ -88,11 +90,17 @@ def confirm_letter(out: MailOut, address: str, token: str, expires_at: datetime)
 
 
 def reset_letter(out: MailOut, address: str, token: str, expires_at: datetime) -> EmailMessage:
+    # The page's link carries the token after "#": a fragment never leaves the browser,
+    # so no proxy or server log ever holds it.
+    page = ("To choose a new password, open this link:\n\n"
+            f"  {out.public_url.rstrip('/')}{PAGE_RESET}{quote(token)}\n\n"
+            if out.public_url else "")
     body = ("Someone asked to reset the password of the portal login of this address.\n\n"
-            f"Your reset token: {token}\n\n"
-            f"Send it with your new password to {(out.public_url or '').rstrip('/')}"
+            + page
+            + f"Your reset token: {token}\n\n"
+            f"(or send it with your new password to {(out.public_url or '').rstrip('/')}"
             f"{RESET_PATH}\n"
-            '(POST {"token": "...", "password": "..."}) before '
+            ' as POST {"token": "...", "password": "..."}) before '
             f"{expires_at:%Y-%m-%d %H:%M} UTC. It works once, and signs out every session.\n"
             "If you did not ask for this, ignore this mail: your password stays as it is.\n")
     return _letter(out.mailer.sender, address, "Reset your portal password", body)

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 from collections.abc import Coroutine, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,9 +25,12 @@ import uvicorn
 from gateway.accounts import BillingAccount
 from gateway.api import create_app
 from gateway.model import IntervalReading, MeterStatus, Quality, Unit
+from gateway.notify.letters import MailOut
+from gateway.notify.smtp import SmtpNotifier
 from gateway.store import SeriesInfo
 from gateway.store.sqlite import SqliteStore
 from gateway.validation.daily import DailyLimits
+from tests.notify.smtp_server import Inbox, smtp_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -238,6 +242,7 @@ class PortalServer:
         self._thread = threading.Thread(target=self._run, name="portal", daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.store: SqliteStore | None = None
+        self.inbox: Inbox | None = None  # the mails the portal sent (customers on)
         self._server: _Server | None = None
 
     def start(self) -> None:
@@ -269,13 +274,18 @@ class PortalServer:
         self.loop = asyncio.get_running_loop()
         self.store = SqliteStore(self.db)
         await self.store.open()
+        stack = AsyncExitStack()
         try:
             await seed(self.store, SEEDS)
             await seed_two_rate(self.store, TWO_RATE)
+            mail = None
             if self.customers:
                 await self.store.put_accounts([a.row() for a in ACCOUNTS])
+                self.inbox = await stack.enter_async_context(smtp_server())
+                mail = MailOut(SmtpNotifier("127.0.0.1", self.inbox.port, "portal@example.org",
+                                            starttls=False, timeout_s=3), self.base_url)
             app = create_app(
-                self.store, daily_limits={
+                self.store, mail=mail, daily_limits={
                     TWO_RATE.meter_id: DailyLimits(high_wh=TWO_RATE.daily_high_wh)},
                 accounts=self.store if self.customers else None,
                 operator_token=OPERATOR_TOKEN if self.customers else None)
@@ -283,6 +293,7 @@ class PortalServer:
             self._server = _Server(config, self._ready)
             await self._server.serve(sockets=[self._sock])
         finally:
+            await stack.aclose()
             await self.store.close()
 
 

@@ -349,6 +349,7 @@ def test_every_control_is_labelled_and_all_text_has_contrast(
     page.goto(customer_portal.base_url + "/")
     page.wait_for_selector("#signin:not([hidden])")
     page.click("#show-signup")
+    page.click("#show-forgot")
     assert page.evaluate(_UNLABELLED) == []
     assert page.evaluate(_CONTRAST) == []
     # The checks see a faint text and a bare input (so an empty answer means something).
@@ -374,7 +375,7 @@ def test_every_control_is_labelled_and_all_text_has_contrast(
     page.fill("#marker-label", "Insulated the attic")
     page.click("#marker-submit")
     page.wait_for_selector("#comparison[data-state=ready]")
-    for box in ("#table-box", ".link-account"):
+    for box in ("#table-box", ".link-account", "#settings"):
         page.eval_on_selector(box, "e => { e.open = true; }")
     assert page.evaluate(_UNLABELLED) == []
     assert page.evaluate(_CONTRAST) == []

@@ -649,6 +649,11 @@ function resetPortal() {
   $("chart-title").textContent = "Loading…";
   $("chart-summary").textContent = "";
   $("accounts-list").replaceChildren();
+  $("sessions-list").replaceChildren();
+  $("alerts-list").replaceChildren();
+  $("settings").open = false;
+  $("alert-address").value = "";
+  Object.assign(alerts, { meterId: null, key: "" });
   hideTooltip();
   hideMeterExtras();
 }

@@ -14,6 +14,7 @@ function hideMeterExtras() {
   $("monthly-card").hidden = true;
   $("download-card").hidden = true;
   $("markers-card").hidden = true;
+  $("alerts-card").hidden = true;
   extras.monthlyKey = "";
   closeDay();
 }
@@ -21,7 +22,7 @@ function hideMeterExtras() {
 async function refreshMeterExtras(meter, first, last) {
   $("download-card").hidden = false;
   setDownloadRange(meter, first, last);
-  await loadMonthly(meter);
+  await Promise.all([loadMonthly(meter), loadAlerts(meter)]);
 }
 
 // ---------------------------------------------------------------- months
