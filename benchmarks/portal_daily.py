@@ -15,7 +15,9 @@ served by uvicorn in a subprocess on a free loopback port; one httpx client time
 request carries the session of a customer whose account holds the meter). Time in the
 store is measured two ways: in the server, every awaited store call of a request
 (thread hop included) through a timing proxy; and ``store.daily`` called directly on the
-same store for the same meters, without HTTP.
+same store for the same meters, without HTTP. The modes alternate over ``--rounds``
+rounds; each mode's best round is shown in full and its median round beside it.
+Building the default store takes about 11 minutes on 2 cores and 0.7 GB of disk.
 
 Goal (portal issue): HTTP p95 <= 20 ms, of which <= 2 ms in the store.
 
@@ -396,6 +398,12 @@ def main() -> None:
         asyncio.run(serve(path, args.serve, args.meters, args.profile_out))
         return
 
+    if args.profile:
+        try:
+            import pyinstrument  # noqa: F401
+        except ImportError:
+            raise SystemExit("--profile needs pyinstrument: .venv/bin/pip install pyinstrument "
+                             "(a profiling aid, not a dependency of the gateway)") from None
     print(f"machine: {machine()}")
     path.parent.mkdir(parents=True, exist_ok=True)
     done = Path(f"{path}.done")
