@@ -25,6 +25,25 @@ async function refreshMeterExtras(meter, first, last) {
   await Promise.all([loadMonthly(meter), loadAlerts(meter)]);
 }
 
+// The frame of the monthly and the intervals charts: an svg with its value axis, grid
+// and unit; gives the svg and the value-to-y mapping.
+function smallChart(id, labelledBy, { width, height, m, max, unit }) {
+  const plotH = height - m.top - m.bottom;
+  const { top, step } = niceScale(max);
+  const y = (v) => m.top + plotH - (v / top) * plotH;
+  const svg = el("svg", {
+    id, viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-labelledby": labelledBy,
+  });
+  const grid = el("g", { class: "grid" }, svg);
+  const axis = el("g", { class: "axis y" }, svg);
+  for (let v = 0; v <= top + step / 2; v += step) {
+    el("line", { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v) }, grid);
+    text(axis, m.left - 8, y(v) + 4, tickLabel(v, step), { "text-anchor": "end" });
+  }
+  text(axis, m.left - 8, m.top - 12, unit, { class: "axis-title", "text-anchor": "end" });
+  return { svg, y };
+}
+
 // ---------------------------------------------------------------- months
 
 const monthOf = (iso) => iso.slice(0, 7);
@@ -86,23 +105,11 @@ function renderMonthly(monthly) {
   const height = 220;
   const m = { top: 26, right: 12, bottom: 34, left: 58 };
   const plotW = width - m.left - m.right;
-  const plotH = height - m.top - m.bottom;
   const band = plotW / monthly.months.length;
   const barW = Math.min(band * 0.66, 56);
   const max = Math.max(...monthly.months.map((x) => Number(x.value_kwh ?? x.value)), 0);
-  const { top, step } = niceScale(max * 1.05);
-  const y = (v) => m.top + plotH - (v / top) * plotH;
-  const svg = el("svg", {
-    id: "monthly-chart", viewBox: `0 0 ${width} ${height}`, width, height,
-    role: "img", "aria-labelledby": "monthly-title monthly-summary",
-  });
-  const grid = el("g", { class: "grid" }, svg);
-  const axis = el("g", { class: "axis y" }, svg);
-  for (let v = 0; v <= top + step / 2; v += step) {
-    el("line", { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v) }, grid);
-    text(axis, m.left - 8, y(v) + 4, tickLabel(v, step), { "text-anchor": "end" });
-  }
-  text(axis, m.left - 8, m.top - 12, unit, { class: "axis-title", "text-anchor": "end" });
+  const { svg, y } = smallChart("monthly-chart", "monthly-title monthly-summary",
+    { width, height, m, max: max * 1.05, unit });
   const bars = el("g", { class: "month-bars" }, svg);
   monthly.months.forEach((month, i) => {
     const value = Math.max(Number(month.value_kwh ?? month.value), 0);
@@ -204,24 +211,12 @@ function renderDay(answer, meter) {
   const height = 180;
   const m = { top: 26, right: 12, bottom: 30, left: 58 };
   const plotW = width - m.left - m.right;
-  const plotH = height - m.top - m.bottom;
   const start = localMidnight(card.dataset.date, meter.timezone).getTime();
   const end = localMidnight(addDays(card.dataset.date, 1), meter.timezone).getTime();
   const x = (t) => m.left + ((t - start) / (end - start)) * plotW;
   const max = Math.max(...list.map((iv) => iv.value), 1);
-  const { top, step } = niceScale(max);
-  const y = (v) => m.top + plotH - (v / top) * plotH;
-  const svg = el("svg", {
-    id: "day-chart", viewBox: `0 0 ${width} ${height}`, width, height,
-    role: "img", "aria-labelledby": "day-title day-summary",
-  });
-  const grid = el("g", { class: "grid" }, svg);
-  const axis = el("g", { class: "axis y" }, svg);
-  for (let v = 0; v <= top + step / 2; v += step) {
-    el("line", { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v) }, grid);
-    text(axis, m.left - 8, y(v) + 4, tickLabel(v, step), { "text-anchor": "end" });
-  }
-  text(axis, m.left - 8, m.top - 12, unit, { class: "axis-title", "text-anchor": "end" });
+  const { svg, y } = smallChart("day-chart", "day-title day-summary",
+    { width, height, m, max, unit });
   const hours = new Intl.DateTimeFormat("en-US", { hour: "numeric", timeZone: meter.timezone });
   for (let t = start; t < end; t += 3600000) { // a label every three local hours
     const h = Number(new Intl.DateTimeFormat("en-US", { hour: "numeric", hourCycle: "h23", timeZone: meter.timezone }).format(t));
