@@ -12,13 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge.agent import Agent
-from edge.assembly import assemble
-from gateway.clock import SystemClock
 from gateway.model import IntervalReading, Unit
 from gateway.settings import load_config
 from gateway.store import SeriesInfo
 from gateway.store.sqlite import SqliteStore
+from tests.agent_run import running_agent
 from tests.test_cli import cli
 
 CH = "1.0.1.8.0.255"
@@ -77,15 +75,7 @@ async def test_the_running_gateway_serves_its_status_behind_the_operator_token(
     monkeypatch.setenv("TEST_OPERATOR_TOKEN", "s3cret-operator-token")
     cfg = write_config(tmp_path, 'operator_token_env = "TEST_OPERATOR_TOKEN"')
     await queue(cfg, 3)
-    agent = Agent(assemble(load_config(cfg)), SystemClock())
-    ready = asyncio.Event()
-
-    async def started(_: Agent) -> None:
-        ready.set()
-
-    task = asyncio.create_task(agent.run(started=started))
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
+    async with running_agent(cfg) as agent:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent.api_port}") as http:
             assert (await http.get("/api/v1/status")).status_code == 401
             auth = {"Authorization": "Bearer s3cret-operator-token"}
@@ -99,6 +89,3 @@ async def test_the_running_gateway_serves_its_status_behind_the_operator_token(
         assert sink["failing"] and "127.0.0.1" in sink["last_error"]
         assert body["outbox"] == {"depth": 3, "alarm_depth": 10, "pause_depth": 20,
                                   "alarm": False, "paused": False}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

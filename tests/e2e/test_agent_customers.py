@@ -3,16 +3,12 @@ accounts, a customer signs up, links an account and sees that meter only."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
 import pytest
 
-from edge.agent import Agent
-from edge.assembly import assemble
-from gateway.clock import SystemClock
-from gateway.settings import load_config
+from tests.agent_run import running_agent
 
 
 async def test_a_customer_sees_only_the_linked_meter(tmp_path: Path,
@@ -26,15 +22,7 @@ async def test_a_customer_sees_only_the_linked_meter(tmp_path: Path,
         *[line for m in ("HOME-1", "HOME-2") for line in (
             "[[meters]]", f'meter_id = "{m}"', 'protocol = "manual"', "max_power_w = 20000")],
     ]) + "\n")
-    agent = Agent(assemble(load_config(config)), SystemClock())
-    ready = asyncio.Event()
-
-    async def started(_: Agent) -> None:
-        ready.set()
-
-    task = asyncio.create_task(agent.run(started=started))
-    try:
-        await asyncio.wait_for(ready.wait(), 10)
+    async with running_agent(config) as agent:
         operator = {"Authorization": "Bearer operator-token-0123456789abcdef"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent.api_port}") as http:
             loaded = await http.post("/api/v1/accounts", headers=operator, json={"accounts": [
@@ -58,6 +46,3 @@ async def test_a_customer_sees_only_the_linked_meter(tmp_path: Path,
             assert (await http.get("/api/v1/meters")).status_code == 401
             everything = (await http.get("/api/v1/meters", headers=operator)).json()["meters"]
             assert {m["meter_id"] for m in everything} == {"HOME-1", "HOME-2"}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
