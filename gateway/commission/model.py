@@ -11,7 +11,7 @@ __all__ = ["DeviceIdentity", "DlmsFindings", "FoundDevice", "Line", "PointCheck"
            "Protocol", "ScanSummary", "Verdict"]
 
 Protocol = Literal["modbus_rtu", "modbus_tcp", "dlms_optical", "dlms_serial", "dlms_tcp"]
-Verdict = Literal["pass", "fail", "skip"]
+Verdict = Literal["pass", "warn", "fail", "skip"]
 
 
 @dataclass(frozen=True, kw_only=True)
