@@ -87,6 +87,11 @@ class DlmsFindings:
     objects: tuple[tuple[int, str], ...]
     #: Configured or profile OBIS codes and whether the meter has them.
     configured_present: tuple[tuple[str, bool], ...] = ()
+    #: The load profile's capture objects as the meter lists them: (class id, logical
+    #: name, attribute), in column order; empty when it has no such profile.
+    capture_objects: tuple[tuple[int, str, int], ...] = ()
+    #: The probe was stopped (Ctrl-C) before it finished: the fields hold what it had.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
