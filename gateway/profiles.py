@@ -43,9 +43,11 @@ __all__ = [
     "WIDTH",
     "ByteOrder",
     "DeviceProfile",
+    "Identify",
     "PointSpec",
     "RegisterType",
     "Rollover",
+    "SignatureCheck",
     "Table",
     "WordOrder",
     "load_profile",
@@ -200,6 +202,44 @@ class PointSpec(_Strict):
         return Decimal(10) ** (digits - self.rollover.decimals)
 
 
+class SignatureCheck(_Strict):
+    """One point of the profile that must read a plausible value (in its unit) for a
+    device to be taken for this model: voltage 90..270 V, frequency 45..65 Hz."""
+
+    channel: str = Field(min_length=1)
+    min: Decimal
+    max: Decimal
+    #: False: a passing check raises the match's rank, a failing one does not rule the
+    #: model out (the other phases of a three-phase meter serving one phase).
+    required: bool = True
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _exact(cls, value: object, info: Any) -> object:
+        return _exact_decimal(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SignatureCheck:
+        if self.min > self.max:
+            raise _Problem("min", f"min {self.min} is above max {self.max}",
+                           "swap min and max")
+        return self
+
+
+class Identify(_Strict):
+    """How commissioning recognises the model (``[identify]``): what it answers to
+    Read Device Identification (function 43/14), where the vendor documents it, else
+    a signature of plausible readings at this profile's addresses."""
+
+    #: FC 43/14 VendorName as the vendor documents it.
+    vendor_name: str | None = None
+    #: FC 43/14 ProductCode values (or their prefixes) that mean this model; empty:
+    #: the device has no documented device identification.
+    product_codes: tuple[str, ...] = ()
+    #: Checks that all pass on this model (the fallback when FC 43/14 is refused).
+    signature: tuple[SignatureCheck, ...] = ()
+
+
 class DeviceProfile(_Strict):
     """A meter model's register map and link behaviour."""
 
@@ -225,6 +265,8 @@ class DeviceProfile(_Strict):
     byte_order: ByteOrder = "big"
     word_order: WordOrder = "big"
     points: tuple[PointSpec, ...] = Field(min_length=1)
+    #: How commissioning recognises the model (optional).
+    identify: Identify | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -263,6 +305,12 @@ class DeviceProfile(_Strict):
                         f"{table} address {start_b} is {what} as another point ({start_a})",
                         "check the register table; each register belongs to one point",
                     )
+        if self.identify is not None:
+            for index, check in enumerate(self.identify.signature):
+                if check.channel not in channels:
+                    raise _Problem(f"identify.signature[{index}].channel",
+                                   f"channel {check.channel!r} is not a point of this profile",
+                                   "name one of the profile's points")
         return self
 
 
@@ -375,7 +423,11 @@ def _fix(problem: Any) -> str:
     field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
     if kind == "extra_forbidden":
         owner: type[BaseModel] = DeviceProfile
-        if "rollover" in loc[:-1]:
+        if "signature" in loc[:-1]:
+            owner = SignatureCheck
+        elif "identify" in loc[:-1]:
+            owner = Identify
+        elif "rollover" in loc[:-1]:
             owner = Rollover
         elif "points" in loc[:-1]:
             owner = PointSpec

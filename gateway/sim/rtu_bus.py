@@ -14,7 +14,15 @@ the slaves on the bus would:
 - faults per unit (:class:`Faults`): noise before a reply, truncation, a broken CRC,
   a late reply (after the master's timeout), silence (a dead device), an exception;
 - :meth:`RtuBus.unplug` and :meth:`RtuBus.replug`: the adapter vanishes (the pty
-  closes, the symlink goes) and comes back at the same path, as udev would do.
+  closes, the symlink goes) and comes back at the same path, as udev would do;
+- Read Device Identification (function 43/14, basic objects) for profiles whose
+  ``[identify]`` names product codes, exception 1 (illegal function) for the others;
+- with ``match_line``, devices at other line settings on the same pty (``others``):
+  a pty carries bytes, not a baud rate, so on each request the bus reads the speed
+  and stop bits the master set on its end (``tcgetattr``) and only the units whose
+  line matches answer; the rest stay silent, or with ``garbage_on_mismatch`` send
+  what a UART at the wrong speed makes of their reply (never a valid frame). Parity
+  cannot be told: Linux clears PARENB on a pty, so 8E1 and 8N1 look alike there.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import termios
 import tty
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -31,6 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway.clock import Clock
+from gateway.drivers.modbus.device_id import DeviceIdRequest
 from gateway.drivers.modbus.rtu import LineSettings, ReadRequest, crc16
 from gateway.profiles import DeviceProfile, Table
 from gateway.sim.modbus_meter import MeterSpec, SimulatedMeter
@@ -71,9 +81,17 @@ class RegisterSource(Protocol):
     def registers(self, table: Table, at: datetime) -> dict[int, int]: ...
 
 
+Request = ReadRequest | DeviceIdRequest
+
+#: termios speed constants -> baud.
+_SPEEDS = {getattr(termios, f"B{b}"): b for b in (
+    300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)}
+
+
 @dataclass
 class _Unit:
     meter: RegisterSource
+    line: LineSettings
     faults: Faults = field(default_factory=Faults)
     requests: int = 0
 
@@ -83,25 +101,33 @@ class RtuBus:
 
     def __init__(self, meters: Sequence[RegisterSource], clock: Clock, line: LineSettings,
                  *, link: Path | None = None, turnaround_s: float = 0.0,
-                 record: bool = False) -> None:
+                 record: bool = False,
+                 others: Sequence[tuple[LineSettings, Sequence[RegisterSource]]] = (),
+                 match_line: bool = False, garbage_on_mismatch: bool = False) -> None:
         self.line = line
         self.turnaround_s = turnaround_s
         self._clock = clock
         self._link = link
-        self._units = {m.device_id: _Unit(m) for m in meters}
-        if len(self._units) != len(meters):
+        groups = [(line, meters), *others]
+        self._units = {m.device_id: _Unit(m, at) for at, group in groups for m in group}
+        if len(self._units) != sum(len(group) for _, group in groups):
             raise ValueError("two meters on one bus share a unit id")
+        self._match_line = match_line or bool(others)
+        self._garbage = garbage_on_mismatch
+        #: Requests heard at a speed or format no unit of theirs is set to.
+        self.mismatched = 0
         self._master = self._slave = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slave_path = ""
         self._inbox = bytearray()
-        self._queue: asyncio.Queue[tuple[float, ReadRequest]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[float, Request, tuple[int, int] | None]] = \
+            asyncio.Queue()
         self._server: asyncio.Task[None] | None = None
         #: Requests seen for unit ids nobody on the bus has.
         self.unanswered = 0
         #: With ``record``: every request heard, in order, with the bytes sent back
         #: (None: no answer), for tests that check which reply answered which request.
-        self.log: list[tuple[ReadRequest, bytes | None]] | None = [] if record else None
+        self.log: list[tuple[Request, bytes | None]] | None = [] if record else None
 
     @property
     def path(self) -> str:
@@ -171,27 +197,64 @@ class RtuBus:
             return
         now = asyncio.get_running_loop().time()
         self._inbox += data
-        # Requests are 8 bytes with a valid CRC; anything else is dropped a byte at a
-        # time, as a slave's receiver resynchronises.
-        while len(self._inbox) >= ReadRequest.SIZE:
-            frame = bytes(self._inbox[:ReadRequest.SIZE])
-            if crc16(frame) != 0 or frame[1] not in (3, 4):  # CRC over frame+CRC is 0
-                del self._inbox[0]
-                continue
-            del self._inbox[:ReadRequest.SIZE]
-            table: Table = "input" if frame[1] == 4 else "holding"
-            request = ReadRequest(frame[0], table, int.from_bytes(frame[2:4], "big"),
-                                  int.from_bytes(frame[4:6], "big"))
-            self._queue.put_nowait((now, request))
+        heard = self._master_line() if self._match_line else None
+        while (request := self._next_request()) is not None:
+            self._queue.put_nowait((now, request, heard))
+
+    def _next_request(self) -> Request | None:
+        """The next whole request in the inbox: reads (8 bytes) and device
+        identification (7), CRC-valid; anything else is dropped a byte at a time, as a
+        slave's receiver resynchronises."""
+        inbox = self._inbox
+        while len(inbox) >= DeviceIdRequest.SIZE:
+            function = inbox[1]
+            if function == 0x2B:
+                frame = bytes(inbox[:DeviceIdRequest.SIZE])
+                if crc16(frame) == 0 and frame[2] == 0x0E and frame[3] in (1, 2, 3, 4) \
+                        and 1 <= frame[0] <= 247:
+                    del inbox[:DeviceIdRequest.SIZE]
+                    return DeviceIdRequest(frame[0], frame[3], frame[4])
+            elif function in (3, 4):
+                if len(inbox) < ReadRequest.SIZE:
+                    return None
+                frame = bytes(inbox[:ReadRequest.SIZE])
+                if crc16(frame) == 0:  # CRC over frame + CRC is 0
+                    try:
+                        table: Table = "input" if function == 4 else "holding"
+                        request = ReadRequest(frame[0], table,
+                                              int.from_bytes(frame[2:4], "big"),
+                                              int.from_bytes(frame[4:6], "big"))
+                    except ValueError:
+                        pass  # a frame no master sends (unit 0, count 0): noise
+                    else:
+                        del inbox[:ReadRequest.SIZE]
+                        return request
+            del inbox[0]
+        return None
+
+    def _master_line(self) -> tuple[int, int] | None:
+        """(baud, stop bits) the master set on its end of the pty."""
+        try:
+            attrs = termios.tcgetattr(self._slave)
+        except termios.error:
+            return None
+        cflag, speed = attrs[2], attrs[4]
+        return _SPEEDS.get(speed, -1), 2 if cflag & termios.CSTOPB else 1
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            arrived, request = await self._queue.get()
+            arrived, request, heard = await self._queue.get()
             unit = self._units.get(request.unit)
             if unit is None:
                 self.unanswered += 1
                 self._record(request, None)
+                continue
+            if heard is not None and heard != (unit.line.baud, unit.line.stop_bits):
+                self.mismatched += 1
+                self._record(request, None)
+                if self._garbage:
+                    await self._send(_garbled(self._reply(unit, request, Faults())))
                 continue
             unit.requests += 1
             faults = unit.faults
@@ -204,19 +267,21 @@ class RtuBus:
                 continue
             reply = faults.noise + self._reply(unit, request, faults)
             self._record(request, reply)
-            start = arrived + float(self.line.wire_s(ReadRequest.SIZE)) \
+            start = arrived + float(unit.line.wire_s(len(request.frame))) \
                 + self.turnaround_s + faults.late_s
             if start > loop.time():
                 await asyncio.sleep(start - loop.time())
-            await self._send(reply)
+            await self._send(reply, unit.line)
 
-    def _record(self, request: ReadRequest, reply: bytes | None) -> None:
+    def _record(self, request: Request, reply: bytes | None) -> None:
         if self.log is not None:
             self.log.append((request, reply))
 
-    def _reply(self, unit: _Unit, request: ReadRequest, faults: Faults) -> bytes:
-        code = faults.refuse if faults.refuse is not None else self._check(unit, request)
-        if code is not None:
+    def _reply(self, unit: _Unit, request: Request, faults: Faults) -> bytes:
+        if isinstance(request, DeviceIdRequest):
+            frame = _identification(unit.meter, request, faults.refuse)
+        elif (code := faults.refuse if faults.refuse is not None
+              else self._check(unit, request)) is not None:
             frame = request.refusal(code)
         else:
             words = unit.meter.registers(request.table, self._clock.now())
@@ -239,10 +304,10 @@ class RtuBus:
         wanted = range(request.start, request.start + request.count)
         return None if all(a in mapped for a in wanted) else 2
 
-    async def _send(self, frame: bytes) -> None:
+    async def _send(self, frame: bytes, line: LineSettings | None = None) -> None:
         """Release the frame at the line's pace: each chunk once its last byte is due."""
         loop = asyncio.get_running_loop()
-        char_s = float(self.line.char_s)
+        char_s = float((line or self.line).char_s)
         chunk = max(1, int(0.002 / char_s))  # about 2 ms of line per write
         start = loop.time()
         for offset in range(0, len(frame), chunk):
@@ -256,6 +321,24 @@ class RtuBus:
                 os.write(self._master, piece)
 
 
+def _identification(meter: RegisterSource, request: DeviceIdRequest,
+                    refuse: int | None) -> bytes:
+    """The basic objects of a profile that declares product codes; exception 1 (illegal
+    function) from the others, as a device without the function answers."""
+    identify = meter.profile.identify
+    if refuse is not None or identify is None or not identify.product_codes:
+        return request.refusal(1 if refuse is None else refuse)
+    vendor = identify.vendor_name or meter.profile.manufacturer
+    return request.reply(((0, vendor.encode()), (1, identify.product_codes[0].encode()),
+                          (2, b"1.0.0")))
+
+
+def _garbled(frame: bytes) -> bytes:
+    """What a UART at another speed makes of a frame: as many bytes, none of them the
+    frame's (so never a valid reply to anyone)."""
+    return bytes(b ^ 0x5A for b in frame) or b"\xff"
+
+
 def rtu_meters(specs: Sequence[MeterSpec], clock: Clock) -> list[SimulatedMeter]:
     """Simulated meters for a bus (their register models, without TCP servers)."""
     return [SimulatedMeter(spec, clock, host="rtu") for spec in specs]
@@ -263,12 +346,21 @@ def rtu_meters(specs: Sequence[MeterSpec], clock: Clock) -> list[SimulatedMeter]
 
 @asynccontextmanager
 async def serve_rtu_bus(specs: Sequence[MeterSpec], clock: Clock, line: LineSettings, *,
-                        link: Path | None = None,
-                        turnaround_s: float = 0.0) -> AsyncIterator[RtuBus]:
-    """A running bus of simulated meters, one per spec (by ``device_id``)."""
-    async with serve_sources(rtu_meters(specs, clock), clock, line, link=link,
-                             turnaround_s=turnaround_s) as bus:
+                        link: Path | None = None, turnaround_s: float = 0.0,
+                        others: Sequence[tuple[LineSettings, Sequence[MeterSpec]]] = (),
+                        match_line: bool = False,
+                        garbage_on_mismatch: bool = False) -> AsyncIterator[RtuBus]:
+    """A running bus of simulated meters, one per spec (by ``device_id``); ``others``:
+    groups of meters at other line settings on the same pty (see :class:`RtuBus`)."""
+    bus = RtuBus(rtu_meters(specs, clock), clock, line, link=link,
+                 turnaround_s=turnaround_s, match_line=match_line,
+                 garbage_on_mismatch=garbage_on_mismatch,
+                 others=[(at, rtu_meters(group, clock)) for at, group in others])
+    await bus.start()
+    try:
         yield bus
+    finally:
+        await bus.stop()
 
 
 @asynccontextmanager
