@@ -110,3 +110,6 @@ class ScanSummary:
     timeout_reason: str
     interrupted: bool = False
     found: tuple[FoundDevice, ...] = field(default=())
+    #: What the scan heard that was no device (bytes at a setting that formed no valid
+    #: reply: another device at another speed, or a wiring fault).
+    notes: tuple[str, ...] = ()
