@@ -21,6 +21,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from gateway.drivers.modbus.codes import EXCEPTION_NAMES, RETRYABLE_CODES
+from gateway.drivers.modbus.device_id import DeviceIdReply
 from gateway.errors import ConnectError, DeviceError, DeviceTimeout, ProtocolError
 from gateway.profiles import Table
 
@@ -48,6 +49,9 @@ class _PymodbusClient(Protocol):
 
     def read_holding_registers(self, address: int, *, count: int = 1,
                                device_id: int = 1) -> Awaitable[ModbusPDU]: ...
+
+    def read_device_information(self, *, read_code: int | None = None, object_id: int = 0,
+                                device_id: int = 1) -> Awaitable[ModbusPDU]: ...
 
 
 #: Builds the pymodbus client for (host, port, backstop timeout in seconds).
@@ -106,12 +110,37 @@ class TcpRegisterClient:
         read = (self._client.read_input_registers if table == "input"
                 else self._client.read_holding_registers)
         what = f"{table} registers {start}..{start + count - 1}"
+        reply = await self._ask(f"reading {what}",
+                                read(start, count=count, device_id=self._device_id))
+        registers = list(reply.registers)
+        if len(registers) != count:
+            raise ProtocolError(f"asked for {count} {table} registers from {start}, "
+                                f"got {len(registers)}", device=self.device)
+        return registers
+
+    async def read_device_identification(self, object_id: int = 0) -> DeviceIdReply:
+        """Read Device Identification (function 43/14), basic objects from ``object_id``;
+        DeviceError (code 1: illegal function) from a device without it."""
+        reply = await self._ask("device identification (function 43/14)",
+                                self._client.read_device_information(
+                                    read_code=1, object_id=object_id,
+                                    device_id=self._device_id))
+        information: dict[int, bytes | list[bytes]] = getattr(reply, "information", {})
+        objects = tuple((key, item) for key, value in sorted(information.items())
+                        for item in (value if isinstance(value, list) else [value]))
+        return DeviceIdReply(conformity=int(getattr(reply, "conformity", 0)),
+                             more_follows=bool(getattr(reply, "more_follows", 0)),
+                             next_object=int(getattr(reply, "next_object_id", 0)),
+                             objects=objects)
+
+    async def _ask(self, what: str, pending: Awaitable[ModbusPDU]) -> ModbusPDU:
+        """The reply to one request, every failure translated (see the module doc)."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                reply = await read(start, count=count, device_id=self._device_id)
+                reply = await pending
         except TimeoutError as exc:
             self._client.close()
-            raise DeviceTimeout(f"no reply to reading {what} within {self._timeout_s:g} s",
+            raise DeviceTimeout(f"no reply to {what} within {self._timeout_s:g} s",
                                 device=self.device) from exc
         except ConnectionException as exc:
             raise ConnectError(f"not connected: {exc}", device=self.device) from exc
@@ -119,18 +148,14 @@ class TcpRegisterClient:
             # Mismatched unit id or transaction id, an undecodable frame: drop the
             # connection so the next request starts clean.
             self._client.close()
-            raise ProtocolError(f"bad reply to reading {what}: {exc}",
+            raise ProtocolError(f"bad reply to {what}: {exc}",
                                 device=self.device) from exc
         if reply.isError():
             code = int(getattr(reply, "exception_code", 0))
             name = EXCEPTION_NAMES.get(code, "unknown exception")
-            raise DeviceError(f"device refused reading {what}: {name}", code=code,
+            raise DeviceError(f"device refused {what}: {name}", code=code,
                               device=self.device, retryable=code in RETRYABLE_CODES)
-        registers = list(reply.registers)
-        if len(registers) != count:
-            raise ProtocolError(f"asked for {count} {table} registers from {start}, "
-                                f"got {len(registers)}", device=self.device)
-        return registers
+        return reply
 
     async def close(self) -> None:
         self._client.close()
