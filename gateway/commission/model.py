@@ -111,7 +111,7 @@ class ScanSummary:
     interrupted: bool = False
     found: tuple[FoundDevice, ...] = field(default=())
     #: Of ``elapsed_s``, the time the probes took without identifying what answered:
-    #: the figure ``floor_s`` bounds (None: not measured separately).
+    #: the figure ``floor_s`` is compared with (None: not measured separately).
     probing_s: float | None = None
     #: What the scan heard that was no device (bytes at a setting that formed no valid
     #: reply: another device at another speed, or a wiring fault).
