@@ -44,6 +44,7 @@ from gateway.drivers.dlms.hdlc_params import HdlcParameters
 from gateway.drivers.dlms.keys import SuiteKeys
 from gateway.drivers.dlms.mode_e import Identification
 from gateway.errors import ProtocolError
+from gateway.sim.dlms_object_list import object_list
 from gateway.sim.dlms_profile import Capture, SelectionError, captures, select
 from gateway.sim.load import Load, LoadShape, MeterModel, TariffSchedule
 
@@ -96,6 +97,8 @@ class DlmsMeterSpec:
     server_logical: int = 1
     #: The HDLC lower address (meters sharing one RS-485 line differ here).
     server_physical: int | None = None
+    #: Answer SNRM to the all-station physical address (0x7F) from its own address.
+    answers_all_station: bool = False
     #: What clients other than the public one (SAP 16) must use.
     security: Security = "none"
     password: bytes = b""
@@ -327,8 +330,15 @@ class DlmsMeter:
                 4: lambda t: axdr.Unsigned(0),
                 5: lambda t: self.date_time(demand(t)[1])}),
             LOAD_PROFILE_1: (CosemClass.PROFILE_GENERIC, profile),
-            CURRENT_ASSOCIATION: (CosemClass.ASSOCIATION_LN, {}),
+            CURRENT_ASSOCIATION: (CosemClass.ASSOCIATION_LN, {
+                2: lambda t: self._object_list()}),
         }
+
+    def _object_list(self) -> Data:
+        """Every object the meter serves (attribute 2 of the current association)."""
+        listed = ((class_id, obis, getters.keys() | ({2} if obis == LOAD_PROFILE_1 else set()))
+                  for obis, (class_id, getters) in self._objects.items())
+        return object_list(listed)
 
 
 def _floor_day(at: datetime) -> datetime:

@@ -48,7 +48,8 @@ class HdlcStation:
         self.meter = meter
         spec = meter.spec
         self.server = HdlcServer(HdlcAddress.server(spec.server_logical, spec.server_physical),
-                                 spec.hdlc_limits)
+                                 spec.hdlc_limits,
+                                 answers_all_station=spec.answers_all_station)
         self.session: DlmsSession | None = None
         #: Set when the client disconnected (DISC): an optical port signs off.
         self.went_down = False

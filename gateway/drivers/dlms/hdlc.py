@@ -76,8 +76,15 @@ __all__ = [
     "LinkUp",
     "NeedData",
     "Refused",
+    "all_station",
     "crc16_x25",
 ]
+
+
+def all_station(width: int) -> int:
+    """The all-station (broadcast) lower address of a server address ``width`` bytes
+    wide (Green Book 8.4.2.3: 0x7F in a byte, 0x3FFF in two)."""
+    return 0x3FFF if width == 4 else 0x7F
 
 
 class HdlcClient(LinkStation):
@@ -196,10 +203,12 @@ class HdlcServer(LinkStation):
     _llc_out = LLC_RESPONSE
     _llc_in = LLC_REQUEST
 
-    def __init__(self, server: HdlcAddress, limits: HdlcParameters | None = None) -> None:
+    def __init__(self, server: HdlcAddress, limits: HdlcParameters | None = None, *,
+                 answers_all_station: bool = False) -> None:
         # Any client may connect; the one that sends SNRM owns the link until DISC.
         super().__init__(server, HdlcAddress.client(0))
         self.limits = limits or HdlcParameters()
+        self.answers_all_station = answers_all_station
         self._has_poll = False
 
     def send_apdu(self, apdu: bytes) -> None:
@@ -213,6 +222,15 @@ class HdlcServer(LinkStation):
     def _accepts_source(self, frame: HdlcFrame) -> bool:
         # Before a link exists, any client may send SNRM (or get DM for anything else).
         return self.state is LinkState.DISCONNECTED and frame.source.lower is None
+
+    def _accepts_destination(self, frame: HdlcFrame) -> bool:
+        # A meter alone on its port (an optical head) may take SNRM to its logical
+        # device at the all-station physical address and answer from its own address,
+        # which is how a client finds an unknown physical address. Not every meter
+        # does (62056-46 leaves it open), hence the switch.
+        to = frame.destination
+        return (self.answers_all_station and frame.kind is FrameKind.SNRM
+                and to.upper == self.own.upper and to.lower == all_station(to.width))
 
     def _may_send(self) -> bool:
         return self._has_poll

@@ -129,8 +129,8 @@ class LinkStation:
                 return NEED_DATA
             if isinstance(item, FrameDiscarded):
                 return item
-            if item.destination != self.own or (item.source != self.peer
-                                                and not self._accepts_source(item)):
+            if (item.destination != self.own and not self._accepts_destination(item)) or (
+                    item.source != self.peer and not self._accepts_source(item)):
                 self.foreign_frames += 1  # another station's traffic on the bus
                 continue
             self._on_frame(item)
@@ -144,6 +144,9 @@ class LinkStation:
     # -- sending -------------------------------------------------------------------
 
     def _accepts_source(self, frame: HdlcFrame) -> bool:
+        return False
+
+    def _accepts_destination(self, frame: HdlcFrame) -> bool:
         return False
 
     def _may_send(self) -> bool:
