@@ -42,7 +42,7 @@ from gateway.drivers.dlms.wrapper import WrapperEndpoint
 from gateway.drivers.modbus.serial_link import ByteStream, SerialStream
 from gateway.errors import ConnectError, DeviceError, DeviceTimeout, DriverError, ProtocolError
 
-__all__ = ["ApduLink", "HdlcLink", "LinkStats", "OpticalSignOn", "WrapperLink"]
+__all__ = ["ApduLink", "HdlcLink", "LinkStats", "OpticalSignOn", "WrapperLink", "sign_on"]
 
 #: How long the meter may take to answer the sign-on request: its reaction time (at most
 #: 1.5 s, IEC 62056-21) plus the identification's own line time at 300 baud (up to ~2.4 s
@@ -141,6 +141,13 @@ class OpticalSignOn:
         await asyncio.sleep(float(SWITCH_WAIT_S))
         stream.discard_input()
         return event
+
+
+async def sign_on(stream: SerialStream, how: OpticalSignOn, stats: LinkStats) -> Identification:
+    """Sign on at an optical port already open, counting the bytes in ``stats``; the
+    port is left at the agreed baud for HDLC (an :class:`HdlcLink` without a sign-on
+    of its own goes on from there)."""
+    return await how.run(stream, _Counted(stream, stats))
 
 
 def _set(stream: SerialStream, line: SerialSettings) -> None:
