@@ -158,6 +158,8 @@ async def _device_id(link: UnitLink, unit: int) -> tuple[tuple[str, str], ...] |
         if not reply.more_follows or reply.next_object <= object_id:
             break
         object_id = reply.next_object
+    if not any(text for _, text in objects):
+        return "device identification (function 43/14) answered with no objects"
     return tuple(objects)
 
 

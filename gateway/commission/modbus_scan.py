@@ -77,6 +77,9 @@ class ScanState:
     timeout_s: float = 0.0
     timeout_reason: str = ""
     elapsed_s: float = 0.0
+    #: Of ``elapsed_s``, the time spent on probes (without identifying what answered):
+    #: what the floor compares with.
+    probing_s: float = 0.0
     #: Bytes heard that were no reply, by setting (a device at another speed?).
     noise: dict[str, int] = field(default_factory=dict)
 
@@ -91,7 +94,8 @@ class ScanState:
                            ids_tried=self.ids_tried, elapsed_s=self.elapsed_s,
                            floor_s=float(self.floor_s), timeout_s=self.timeout_s,
                            timeout_reason=self.timeout_reason, interrupted=interrupted,
-                           found=tuple(self.found), notes=self.notes)
+                           found=tuple(self.found), notes=self.notes,
+                           probing_s=self.probing_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,28 +208,29 @@ async def scan_serial(port: str, plan: ScanPlan, profiles: Mapping[str, DevicePr
             await stream.open()
             try:
                 link = _RtuLink(stream, timing)
-                answered = []
                 for unit in ids:
                     progress(f"{port} {setting} unit {unit}", done, total)
                     request = probe_request(unit)
+                    probe_at = loop.time()
                     reply = await link.transact(request, request.reply_size)
+                    state.probing_s += loop.time() - probe_at
                     done += 1
                     state.ids_tried += 1
                     state.floor_s += timing.per_id_s
-                    state.elapsed_s = loop.time() - started
                     if isinstance(reply, _Noise):
                         state.noise[setting] = state.noise.get(setting, 0) + reply.size
                     elif reply is not None:
-                        answered.append((unit, reply))
-                for unit, reply in answered:
-                    found_ids.add(unit)
-                    progress(f"{port} {setting} unit {unit}: identifying", done, total)
-                    notes = [f"answered the probe with exception {reply.code} "
-                             f"({reply.name})"] if isinstance(reply, Refusal) else []
-                    ident = (await identify(link, unit, profiles, pause_s=pause_s)
-                             if identify_found else Identification(
-                                 identity=_unknown(), profile=None))
-                    state.found.append(_found("rtu", port, unit, timing.line, ident, notes))
+                        # Identified at once, so a scan stopped later keeps it whole.
+                        found_ids.add(unit)
+                        progress(f"{port} {setting} unit {unit}: identifying", done, total)
+                        notes = [f"answered the probe with exception {reply.code} "
+                                 f"({reply.name})"] if isinstance(reply, Refusal) else []
+                        ident = (await identify(link, unit, profiles, pause_s=pause_s)
+                                 if identify_found else Identification(
+                                     identity=_unknown(), profile=None))
+                        state.found.append(_found("rtu", port, unit, timing.line, ident,
+                                                  notes))
+                    state.elapsed_s = loop.time() - started
             finally:
                 stream.close()
             if plan.stop_after(bool(found_ids)):

@@ -31,6 +31,11 @@ _PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_
 _STOPBITS = {1: serial.STOPBITS_ONE, 2: serial.STOPBITS_TWO}
 
 
+def _is_pty(path: str) -> bool:
+    """A pseudo-terminal (a simulator, socat): it has a speed but no character format."""
+    return os.path.realpath(path).startswith("/dev/pts/")
+
+
 class ByteStream(Protocol):
     """What the bus needs from a line: open, discard input, write, receive, close."""
 
@@ -110,14 +115,19 @@ class SerialStream:
     async def open(self) -> None:
         if self._port is not None:
             self.close()
+        parity = self.line.parity
+        if _is_pty(self.name):
+            # A pseudo-terminal keeps no parity: Linux clears PARENB, and refuses (EINVAL)
+            # a change that would change nothing else, so a second open at 8E1 failed.
+            parity = "N"
         port = serial.Serial(baudrate=self.line.baud, bytesize=serial.EIGHTBITS,
-                             parity=_PARITY[self.line.parity],
+                             parity=_PARITY[parity],
                              stopbits=_STOPBITS[self.line.stop_bits],
                              timeout=0, write_timeout=0, exclusive=True)
         port.port = self.name
         try:
             port.open()
-        except (OSError, ValueError) as exc:  # SerialException is an OSError
+        except (OSError, ValueError, termios.error) as exc:  # SerialException: an OSError
             port.close()
             raise ConnectError(f"cannot open serial port: {exc}", device=self.name) from exc
         self._port, self._fd, self._inbox = port, port.fileno(), Inbox()
@@ -136,7 +146,7 @@ class SerialStream:
         if port is None:
             raise ConnectError("serial port is not open", device=self.name)
         settings: dict[str, object] = {"baudrate": baud}
-        if not os.path.realpath(self.name).startswith("/dev/pts/"):
+        if not _is_pty(self.name):
             settings |= {"bytesize": {7: serial.SEVENBITS, 8: serial.EIGHTBITS}.get(bytesize),
                          "parity": _PARITY.get(parity), "stopbits": _STOPBITS.get(stopbits)}
         try:
