@@ -28,15 +28,13 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from gateway.clock import Clock, SystemClock
 from gateway.commission import dlms_catalogue as catalogue
 from gateway.commission.dlms_addresses import Discovery, attempt_s, discover
+from gateway.commission.dlms_target import DlmsTarget, Medium, Security
 from gateway.commission.model import DeviceIdentity, DlmsFindings, FoundDevice, Line, Protocol
-from gateway.dlms_secrets import DlmsSecrets
 from gateway.drivers.dlms import axdr
 from gateway.drivers.dlms.acse import AcseUserDiagnostic, Mechanism
 from gateway.drivers.dlms.association import AssociationSettings
@@ -44,20 +42,18 @@ from gateway.drivers.dlms.client import DlmsClient
 from gateway.drivers.dlms.cosem import (
     CLOCK,
     CURRENT_ASSOCIATION,
-    LOAD_PROFILE_1,
     LOGICAL_DEVICE_NAME,
     SERIAL_NUMBER,
     AttributeDescriptor,
     CosemClass,
     CosemDateTime,
-    DeviationSign,
     Obis,
     ProfileGenericAttr,
 )
 from gateway.drivers.dlms.counters import InvocationCounters, MemoryCounters, ReleasableCounters
 from gateway.drivers.dlms.data import Data
-from gateway.drivers.dlms.hdlc import HdlcAddress, HdlcParameters
-from gateway.drivers.dlms.mode_e import BAUD_RATES, Identification
+from gateway.drivers.dlms.hdlc import HdlcAddress
+from gateway.drivers.dlms.mode_e import BAUD_RATES, Identification, ModeEUnsupported
 from gateway.drivers.dlms.security import SecurityContext, SecurityError
 from gateway.drivers.dlms.transport import HdlcLink, LinkStats, OpticalSignOn, WrapperLink, sign_on
 from gateway.drivers.modbus.rtu import LineSettings
@@ -66,60 +62,14 @@ from gateway.errors import DeviceError, DeviceTimeout, DriverError
 from gateway.profiles import load_profiles
 from gateway.profiles_dlms import DlmsProfile
 
-__all__ = ["DlmsProbeOutcome", "DlmsTarget", "Medium", "Progress", "probe_dlms"]
+__all__ = ["DlmsProbeOutcome", "DlmsTarget", "Progress", "probe_dlms"]
 
-Medium = Literal["optical", "serial", "tcp"]
-Security = Literal["none", "lls", "hls_gmac"]
 #: (what, done, total)
 Progress = Callable[[str, int, int], None]
 #: How long the polite goodbye (RLRQ, DISC) may take when the probe ends or is stopped.
 _RELEASE_S = 2.0
-#: What SNRM proposes by default: the largest frames and window (the meter's UA decides).
-_LARGEST = HdlcParameters(2030, 2030, 7, 7)
 _PROTOCOL: dict[Medium, Protocol] = {"optical": "dlms_optical", "serial": "dlms_serial",
                                      "tcp": "dlms_tcp"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class DlmsTarget:
-    """Where and how to probe; :func:`gateway.commission.dlms_target.target_for_meter`
-    builds one from a meter's config."""
-
-    medium: Medium
-    #: The port path (optical, serial) or host (tcp).
-    address: str
-    tcp_port: int = 4059
-    #: TCP only: the IEC 62056-47 wrapper, or HDLC frames.
-    framing: Literal["wrapper", "hdlc"] = "wrapper"
-    #: RS-485 speed (serial); optical: the highest baud accepted of the meter's offer.
-    baudrate: int = 9600
-    device_address: str = ""
-    client_sap: int = 16
-    server_logical: int = 1
-    #: The configured lower (physical) HDLC address; None: a one-byte address.
-    server_physical: int | None = None
-    #: More physical addresses to try when discovering (ALL_STATIONS: the all-station one).
-    scan_physical: tuple[int, ...] = ()
-    security: Security = "none"
-    secrets: DlmsSecrets | None = None
-    #: HLS-GMAC: the invocation counter file the gateway keeps for this meter (the
-    #: meter refuses a counter that does not rise); None: counters held in memory.
-    counters_path: Path | None = None
-    timeout_s: float = 3.0
-    retries: int = 1
-    #: Discovery: the meter's turnaround allowed per SNRM beyond the line time.
-    answer_s: float = 0.25
-    proposal: HdlcParameters = _LARGEST
-    zone: str = "UTC"
-    sign: DeviationSign = DeviationSign.BLUE_BOOK
-    #: OBIS codes the meter's profile reads (checked against the object list).
-    configured: tuple[str, ...] = ()
-    #: The load profile whose capture objects are read.
-    load_profile: str = str(LOAD_PROFILE_1)
-
-    @property
-    def where(self) -> str:
-        return f"{self.address}:{self.tcp_port}" if self.medium == "tcp" else self.address
 
 
 @dataclass
@@ -129,7 +79,8 @@ class DlmsProbeOutcome:
     device: FoundDevice
     findings: DlmsFindings
     notes: list[str] = field(default_factory=list)
-    #: Seconds per step, in order ("sign-on", "addresses", "association", ...).
+    #: Seconds per step, by the step's progress name ("sign-on", "server address", ...,
+    #: "release").
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -163,7 +114,8 @@ async def probe_dlms(target: DlmsTarget, *, clock: Clock | None = None,
         raise
     finally:
         await probe.release()
-    got.device = replace(got.device, notes=tuple(got.notes))
+        got.timings["release"] = asyncio.get_running_loop().time() - probe.step_began
+        got.device = replace(got.device, notes=tuple(got.notes))
     return got
 
 
@@ -185,8 +137,15 @@ class _Probe:
             "server address", "association", "serial number", "logical device name",
             "clock", "object list", "load profile", "profile"]
         self._step = 0
+        self._current: str | None = None
+        self.step_began = 0.0
 
     def _next(self, what: str) -> None:
+        """Step ``what`` begins: the last one's time is kept, progress is reported."""
+        now = asyncio.get_running_loop().time()
+        if self._current is not None:
+            self.out.timings[self._current] = now - self.step_began
+        self._current, self.step_began = what, now
         if self._progress is not None:
             self._progress(what, self._step, len(self.steps))
         self._step += 1
@@ -200,26 +159,26 @@ class _Probe:
 
     async def run(self) -> None:
         t = self.t
-        loop = asyncio.get_running_loop()
-        began = loop.time()
         self.stream = self._stream()
         await self.stream.open()
-        if t.medium == "optical":
-            self._next("sign-on")
-            try:
-                await self._sign_on()
-            except DriverError as exc:  # no answer, or a meter that offers no HDLC
-                self._set(association=f"not tried: optical sign-on failed: {_bare(exc)}")
+        try:
+            if t.medium == "optical":
+                self._next("sign-on")
+                if not await self._sign_on():
+                    return
+            server = await self._addresses()
+            if server is None:
+                self._set(association="not tried: no server address answered SNRM")
                 return
-        server = await self._addresses()
-        self.out.timings["link"] = loop.time() - began
-        if server is None:
-            self._set(association="not tried: no server address answered SNRM")
-            return
-        self._next("association")
-        if not await self._associate(server):
-            return
-        await self._read()
+            self._next("association")
+            if not await self._associate(server):
+                return
+            try:
+                await self._read()
+            except DriverError as exc:  # a broken link (timeout) or a malformed answer
+                self.out.notes.append(f"reads stopped at the {self._current}: {_bare(exc)}")
+        finally:
+            self._next("release")
 
     def _stream(self) -> ByteStream:
         t = self.t
@@ -228,18 +187,31 @@ class _Probe:
         baud = 300 if t.medium == "optical" else t.baudrate
         return SerialStream(t.address, LineSettings(baud, "N", 1))
 
-    async def _sign_on(self) -> None:
+    async def _sign_on(self) -> bool:
         assert isinstance(self.stream, SerialStream)
         how = OpticalSignOn(self.t.device_address, self.t.baudrate)
-        ident = await sign_on(self.stream, how, self.stats)
-        text = ident.encode().decode("ascii").rstrip("\r\n")
-        self._set(identification=text)
-        self._identity(source="iec62056_21", vendor=catalogue.vendor_of(ident.manufacturer),
-                       model=ident.identification or None,
-                       raw=(("identification", text),))
+        try:
+            ident = await sign_on(self.stream, how, self.stats)
+        except ModeEUnsupported as exc:  # it said who it is, and that it has no HDLC
+            self._identified(exc.identification)
+            self._set(association=f"not tried: {_bare(exc)}")
+            self.out.device = replace(self.out.device, line=None)
+            return False
+        except DriverError as exc:  # no answer, or not an identification
+            self._set(association=f"not tried: optical sign-on failed: {_bare(exc)}")
+            self.out.device = replace(self.out.device, line=None)
+            return False
+        self._identified(ident)
         self.out.device = replace(self.out.device,
                                   line=Line(baudrate=_agreed(ident, self.t.baudrate),
                                             parity="N", stopbits=1))
+        return True
+
+    def _identified(self, ident: Identification) -> None:
+        text = ident.encode().decode("ascii").rstrip("\r\n")
+        self._set(identification=text)
+        self._identity(source="iec62056_21", vendor=catalogue.vendor_of(ident.manufacturer),
+                       model=ident.identification or None, raw=(("identification", text),))
 
     async def _addresses(self) -> HdlcAddress | None:
         """The server address to associate with (None: nobody answered)."""
@@ -261,7 +233,6 @@ class _Probe:
                            found=found, progress=self._progress)
         finally:
             self._set(server_addresses=tuple(_number(a) for a in found.answered))
-            self.out.timings["addresses"] = found.elapsed_s
             self.out.notes.append(
                 f"server address discovery: {found.tried} of {len(candidates)} address(es) "
                 f"tried in {found.elapsed_s:.2f} s ({wait:.3f} s each: SNRM and UA on the "
@@ -292,9 +263,7 @@ class _Probe:
                             device=t.where)
         try:
             self.client = DlmsClient(link, self._settings())
-            started = asyncio.get_running_loop().time()
             await self.client.associate()
-            self.out.timings["association"] = asyncio.get_running_loop().time() - started
         except DriverError as exc:
             self._set(association=f"failed: {_why(exc, t.security)}")
             return False

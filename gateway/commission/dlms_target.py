@@ -1,15 +1,18 @@
-"""A DLMS probe's target from a meter's config: the port, addresses and security as
-the running gateway would use them, the secrets read where the config points (the
-same ``*_env`` / ``*_file`` keys, the same ConfigError naming the key), and the OBIS
-codes of the meter's device profile to look for in the meter's object list."""
+"""What a DLMS probe talks to, and how (:class:`DlmsTarget`). :func:`target_for_meter`
+builds it from a meter's config: the port, addresses and security as the running
+gateway would use them, the secrets read where the config points (the same ``*_env`` /
+``*_file`` keys, the same ConfigError naming the key), and the OBIS codes of the
+meter's device profile to look for in the meter's object list."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 from gateway.commission.dlms_catalogue import configured_obis
-from gateway.commission.dlms_probe import DlmsTarget, Medium
-from gateway.dlms_secrets import resolve_dlms_secrets
+from gateway.dlms_secrets import DlmsSecrets, resolve_dlms_secrets
 from gateway.drivers.dlms.cosem import LOAD_PROFILE_1, DeviationSign
 from gateway.drivers.dlms.hdlc import HdlcParameters
 from gateway.profiles_dlms import DlmsProfile
@@ -21,7 +24,54 @@ from gateway.settings import (
     LoadedConfig,
 )
 
-__all__ = ["target_for_meter"]
+__all__ = ["DlmsTarget", "Medium", "Security", "target_for_meter"]
+
+Medium = Literal["optical", "serial", "tcp"]
+Security = Literal["none", "lls", "hls_gmac"]
+#: What SNRM proposes by default: the largest frames and window (the meter's UA decides).
+_LARGEST = HdlcParameters(2030, 2030, 7, 7)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DlmsTarget:
+    """Where and how to probe; :func:`target_for_meter` builds one from a meter's config."""
+
+    medium: Medium
+    #: The port path (optical, serial) or host (tcp).
+    address: str
+    tcp_port: int = 4059
+    #: TCP only: the IEC 62056-47 wrapper, or HDLC frames.
+    framing: Literal["wrapper", "hdlc"] = "wrapper"
+    #: RS-485 speed (serial); optical: the highest baud accepted of the meter's offer.
+    baudrate: int = 9600
+    device_address: str = ""
+    client_sap: int = 16
+    server_logical: int = 1
+    #: The configured lower (physical) HDLC address; None: a one-byte address.
+    server_physical: int | None = None
+    #: More physical addresses to try when discovering (ALL_STATIONS: the all-station one).
+    scan_physical: tuple[int, ...] = ()
+    security: Security = "none"
+    secrets: DlmsSecrets | None = None
+    #: HLS-GMAC: the invocation counter file the gateway keeps for this meter (the
+    #: meter refuses a counter that does not rise); None: counters held in memory.
+    counters_path: Path | None = None
+    timeout_s: float = 3.0
+    retries: int = 1
+    #: Discovery: the meter's turnaround allowed per SNRM beyond the line time.
+    answer_s: float = 0.25
+    proposal: HdlcParameters = _LARGEST
+    zone: str = "UTC"
+    sign: DeviationSign = DeviationSign.BLUE_BOOK
+    #: OBIS codes the meter's profile reads (checked against the object list).
+    configured: tuple[str, ...] = ()
+    #: The load profile whose capture objects are read.
+    load_profile: str = str(LOAD_PROFILE_1)
+
+    @property
+    def where(self) -> str:
+        return f"{self.address}:{self.tcp_port}" if self.medium == "tcp" else self.address
+
 
 
 def target_for_meter(config: LoadedConfig, meter: DlmsMeterConfig, *,

@@ -27,7 +27,12 @@ from gateway.drivers.modbus.serial_link import SerialStream
 from gateway.errors import ConnectError
 from gateway.profiles import PROFILES_DIR, load_profile
 from gateway.profiles_dlms import DlmsProfile
-from gateway.settings import DlmsOpticalMeterConfig, LoadedConfig, load_config
+from gateway.settings import (
+    DlmsOpticalMeterConfig,
+    DlmsSerialMeterConfig,
+    LoadedConfig,
+    load_config,
+)
 from gateway.sim.dlms_link import serve_dlms
 from gateway.sim.dlms_objects import DlmsMeterSpec
 
@@ -135,10 +140,14 @@ async def test_optical_probe_reports_every_field(tmp_path: Path) -> None:
     # serial, name, clock, 3 blocks, capture objects, RLRQ.
     assert meter.requests == 10
     main = [s for s in steps if s[2] == 9]
-    assert [s[0] for s in main] == ["sign-on", "server address", "association",
-                                    "serial number", "logical device name", "clock",
-                                    "object list", "load profile", "profile"]
-    assert [s[1] for s in main] == list(range(9))
+    names = ["sign-on", "server address", "association", "serial number",
+             "logical device name", "clock", "object list", "load profile", "profile"]
+    assert main == [(name, done, 9) for done, name in enumerate([*names, "release"])]
+    assert list(got.timings) == [*names, "release"]
+    # 62056-21 at 300 baud: the request (5 characters), the meter's reaction (20 ms for
+    # a lower-case third letter), its 19-character identification, the 6-character
+    # acknowledgement, then the switch wait of 300 ms.
+    assert 0.02 + (5 + 19 + 6) * 10 / 300 + 0.3 <= got.timings["sign-on"] < 1.6
     # The counter file the gateway will poll with has risen: the next poll is no replay.
     assert (tmp_path / "data" / "dlms" / "D1.ic").exists()
 
@@ -180,7 +189,7 @@ async def test_discovery_finds_the_physical_address_among_silent_ones(tmp_path: 
     # the one that answers, only its answer's time.
     wait = attempt_s(9600, target.answer_s)
     assert 0.29 < wait < 0.31
-    assert 3 * wait <= got.timings["addresses"] < 3 * wait + 0.3
+    assert 3 * wait <= got.timings["server address"] < 3 * wait + 0.3
 
 
 async def test_the_all_station_address_finds_a_meter_that_answers_it(tmp_path: Path) -> None:
@@ -214,9 +223,11 @@ async def test_a_meter_without_hdlc_on_its_optical_port_is_a_finding(tmp_path: P
     async with serve_dlms([mode_c], clock, medium="pty", optical=True) as server:
         got = await probe_dlms(optical_target(tmp_path, server.path), clock=clock)
         assert await reopens(server.path)
-    assert got.findings.association.startswith("not tried: optical sign-on failed: ISk "
-                                               "'MT174' does not offer HDLC")
-    assert got.findings.server_addresses == ()
+    assert got.findings.association == ("not tried: ISk 'MT174' does not offer HDLC (no "
+                                        "\\2 in its identification)")
+    assert got.findings.identification == "/ISk5MT174"
+    assert (got.device.identity.vendor, got.device.identity.model) == ("Iskraemeco", "MT174")
+    assert got.findings.server_addresses == () and got.device.line is None
 
 
 async def test_a_port_that_cannot_be_opened_raises(tmp_path: Path) -> None:
@@ -297,3 +308,52 @@ async def test_cancelled_probe_releases_the_port_and_keeps_what_it_found(
     assert f.association == "ok (hls_gmac)" and f.clock_drift_s == 0.0
     assert outcome.device.identity.serial == "47110815"
     assert f.objects == ()  # not read yet
+
+
+async def test_a_meter_that_falls_silent_mid_probe_keeps_what_was_read(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    async with serve_dlms([hls_meter()], clock, medium="pty", optical=True) as server:
+        def progress(what: str, done: int, total: int) -> None:
+            if what == "clock":
+                server.meter("D1").silent(True)
+
+        target = optical_target(tmp_path, server.path, timeout_s=0.2)
+        got = await probe_dlms(target, clock=clock, progress=progress)
+        assert await reopens(server.path)
+    f = got.findings
+    assert f.association == "ok (hls_gmac)" and f.logical_device_name == "ISK0000047110815"
+    assert (f.clock, f.objects) == (None, ())
+    # The meter config's retries (3): four polls of the clock's frame, then it stops.
+    assert "reads stopped at the clock: no answer within 0.2 s (4 tries)" in got.device.notes
+
+
+async def test_lls_password_from_the_environment_right_and_wrong(tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    spec = DlmsMeterSpec("L1", security="lls", password=b"s3cret-Pw", server_physical=17)
+    async with serve_dlms([spec], clock, medium="pty", baud=19200) as server:
+        (tmp_path / "site.toml").write_text(f"""
+[[meters]]
+meter_id = "L1"
+profile = "dlms_generic_electricity"
+protocol = "dlms_serial"
+port = "{server.path}"
+baudrate = 19200
+server_physical = 17
+security = "lls"
+password_env = "L1_PASSWORD"
+timeout_s = 0.5
+""")
+        config = load_config(tmp_path / "site.toml")
+        meter = config.settings.meters[0]
+        assert isinstance(meter, DlmsSerialMeterConfig)
+        results = []
+        for password in ("s3cret-Pw", "guess-Pw"):
+            target = target_for_meter(config, meter, environ={"L1_PASSWORD": password})
+            assert target.client_sap == 1  # the management client, as the gateway polls
+            results.append(await probe_dlms(target, clock=clock))
+    right, wrong = results
+    assert right.findings.association == "ok (lls)"
+    assert right.device.identity.serial == "12345678"
+    assert wrong.findings.association.startswith("failed: wrong password (association "
+                                                 "refused: authentication failure")
+    assert "guess-Pw" not in repr(wrong) and "s3cret-Pw" not in repr(right)

@@ -57,7 +57,12 @@ class ModeEError(ProtocolError):
 
 
 class ModeEUnsupported(ModeEError):
-    """The meter identified itself but does not offer HDLC (mode E)."""
+    """The meter identified itself but does not offer HDLC (mode E); what it said is
+    in :attr:`identification` (a commissioning report shows it)."""
+
+    def __init__(self, message: str, identification: Identification) -> None:
+        super().__init__(message)
+        self.identification = identification
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +203,11 @@ class SignOnClient:
             ident = Identification.decode(line)
             if ident.baud_char not in BAUD_RATES:
                 raise ModeEUnsupported(f"{ident.manufacturer} answers in mode A/B (baud "
-                                       f"character {ident.baud_char!r}): no HDLC")
+                                       f"character {ident.baud_char!r}): no HDLC", ident)
             if not ident.supports_hdlc:
                 raise ModeEUnsupported(f"{ident.manufacturer} {ident.identification!r} "
-                                       "does not offer HDLC (no \\2 in its identification)")
+                                       "does not offer HDLC (no \\2 in its identification)",
+                                       ident)
             chars = [c for c, b in BAUD_RATES.items()
                      if b <= ident.baud and (self.max_baud is None or b <= self.max_baud)]
             self.agreed_baud = BAUD_RATES[chars[-1]]
