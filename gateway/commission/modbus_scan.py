@@ -86,7 +86,7 @@ class ScanState:
     @property
     def notes(self) -> tuple[str, ...]:
         return tuple(f"noise at {setting}: {size} bytes that were no valid reply (another "
-                     "device at another speed, or a wiring fault?)"
+                     "device at another speed, a late reply, or a wiring fault?)"
                      for setting, size in self.noise.items())
 
     def summary(self, *, interrupted: bool = False) -> ScanSummary:
@@ -127,7 +127,11 @@ class _RtuLink:
             else DeviceIdParser(request))
         self._stream.discard_input()
         await self._stream.write(request.frame)
-        deadline = loop.time() + float(self._timing.request_s + self._timing.timeout_s)
+        sent_at = loop.time()
+        deadline = sent_at + float(self._timing.request_s + self._timing.timeout_s)
+        # The line was last busy with our request, or with the last byte heard: t3.5
+        # after that the next request may go (a timeout has long covered it).
+        last_frame_at = sent_at + float(self._timing.request_s)
         heard, extended = 0, False
         try:
             while True:
@@ -135,6 +139,7 @@ class _RtuLink:
                 if not data:
                     return _Noise(heard) if heard else None
                 heard += len(data)
+                last_frame_at = max(last_frame_at, loop.time())
                 if not extended:  # a first byte: wait for the rest at the line's pace
                     deadline = max(deadline, loop.time() + float(
                         line.wire_s(reply_max) + line.silence_s))
@@ -144,7 +149,7 @@ class _RtuLink:
                 if not isinstance(event, NeedData):
                     return event
         finally:
-            self._quiet_at = loop.time()
+            self._quiet_at = last_frame_at
 
     async def identification(self, unit: int, object_id: int) -> DeviceIdReply | Refusal:
         reply = await self.transact(DeviceIdRequest(unit, 1, object_id), _MAX_ADU)
