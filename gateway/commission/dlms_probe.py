@@ -138,7 +138,7 @@ class _Probe:
             "clock", "object list", "load profile", "profile"]
         self._step = 0
         self._current: str | None = None
-        self.step_began = 0.0
+        self.step_began = asyncio.get_running_loop().time()
 
     def _next(self, what: str) -> None:
         """Step ``what`` begins: the last one's time is kept, progress is reported."""

@@ -271,6 +271,20 @@ async def test_tcp_wrapper_public_client() -> None:
     assert device.profile == "dlms_generic_electricity"
 
 
+async def test_hdlc_over_tcp_discovers_and_reads() -> None:
+    clock = ManualClock(NOW)
+    spec = DlmsMeterSpec("H1", serial="4242", server_physical=20)
+    async with serve_dlms([spec], clock, medium="tcp", framing="hdlc") as server:
+        target = DlmsTarget(medium="tcp", framing="hdlc", address="127.0.0.1",
+                            tcp_port=server.port, scan_physical=(19, 20), timeout_s=1.0,
+                            answer_s=0.1)
+        got = await probe_dlms(target, clock=clock)
+    assert got.findings.server_addresses == (20,) and got.device.unit_id == 20
+    assert got.findings.association == "ok (none)" and got.device.identity.serial == "4242"
+    # No line time on TCP: the one-byte address and 19 each waited out their 0.1 s.
+    assert 0.2 <= got.timings["server address"] < 0.5
+
+
 async def test_tcp_wrapper_silent_meter_times_out() -> None:
     clock = ManualClock(NOW)
     async with serve_dlms([DlmsMeterSpec("T2")], clock, medium="tcp") as server:
