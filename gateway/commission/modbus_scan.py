@@ -29,6 +29,8 @@ from gateway.commission.model import DeviceIdentity, FoundDevice, ScanSummary
 from gateway.commission.scan_plan import (
     ScanPlan,
     ScanTiming,
+    largest_pause,
+    late_probe_replies,
     line_text,
     model_line,
     probe_request,
@@ -82,12 +84,19 @@ class ScanState:
     probing_s: float = 0.0
     #: Bytes heard that were no reply, by setting (a device at another speed?).
     noise: dict[str, int] = field(default_factory=dict)
+    #: (unit id, setting) of replies that came after the timeout, while the next id
+    #: was probed: a device slower than the timeout allows.
+    late: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def notes(self) -> tuple[str, ...]:
-        return tuple(f"noise at {setting}: {size} bytes that were no valid reply (another "
-                     "device at another speed, a late reply, or a wiring fault?)"
-                     for setting, size in self.noise.items())
+        noise = tuple(f"noise at {setting}: {size} bytes that were no valid reply (another "
+                      "device at another speed, a late reply, or a wiring fault?)"
+                      for setting, size in self.noise.items())
+        late = tuple(f"unit {unit} answered at {setting} after the timeout: it is there but "
+                     "slower than the profiles' turnaround; scan it again with a larger "
+                     "margin" for unit, setting in self.late)
+        return noise + late
 
     def summary(self, *, interrupted: bool = False) -> ScanSummary:
         return ScanSummary(address=self.address, settings_tried=tuple(self.settings_tried),
@@ -102,7 +111,11 @@ class ScanState:
 class _Noise:
     """Bytes that came and were no valid reply to the request."""
 
-    size: int
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
 
 class _RtuLink:
@@ -132,13 +145,13 @@ class _RtuLink:
         # The line was last busy with our request, or with the last byte heard: t3.5
         # after that the next request may go (a timeout has long covered it).
         last_frame_at = sent_at + float(self._timing.request_s)
-        heard, extended = 0, False
+        heard, extended = bytearray(), False
         try:
             while True:
                 data = await self._stream.receive(deadline)
                 if not data:
-                    return _Noise(heard) if heard else None
-                heard += len(data)
+                    return _Noise(bytes(heard)) if heard else None
+                heard += data
                 last_frame_at = max(last_frame_at, loop.time())
                 if not extended:  # a first byte: wait for the rest at the line's pace
                     deadline = max(deadline, loop.time() + float(
@@ -186,11 +199,15 @@ def _found(protocol: str, address: str, unit: int, line: LineSettings | None,
 
 async def scan_serial(port: str, plan: ScanPlan, profiles: Mapping[str, DeviceProfile], *,
                       state: ScanState | None = None, progress: Progress = _no_progress,
-                      identify_found: bool = True, pause_s: float = 0.1,
+                      identify_found: bool = True, pause_s: float | None = None,
                       stream_factory: StreamFactory = SerialStream) -> ScanSummary:
     """Scan ``port`` by ``plan``; devices found are identified against ``profiles``
-    (``pause_s`` before each identification request). Found devices are appended to
-    ``state.found`` as they are identified."""
+    (``pause_s`` before each identification request; default: the largest
+    ``inter_request_ms`` of the profiles). Found devices are appended to
+    ``state.found`` as they are identified; a late reply (a device slower than the
+    timeout) is in the summary's notes, not among the devices."""
+    if pause_s is None:
+        pause_s = largest_pause(profiles.values()) / 1000
     state = state if state is not None else ScanState()
     state.address = port
     loop = asyncio.get_running_loop()
@@ -223,7 +240,11 @@ async def scan_serial(port: str, plan: ScanPlan, profiles: Mapping[str, DevicePr
                     state.ids_tried += 1
                     state.floor_s += timing.per_id_s
                     if isinstance(reply, _Noise):
-                        state.noise[setting] = state.noise.get(setting, 0) + reply.size
+                        late = [u for u in late_probe_replies(reply.data)
+                                if u != unit and u not in found_ids]
+                        state.late.extend((u, setting) for u in late)
+                        if not late:
+                            state.noise[setting] = state.noise.get(setting, 0) + reply.size
                     elif reply is not None:
                         # Identified at once, so a scan stopped later keeps it whole.
                         found_ids.add(unit)

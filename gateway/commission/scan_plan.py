@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from gateway.commission.model import Line
-from gateway.drivers.modbus.rtu import LineSettings, Parity, ReadRequest
+from gateway.drivers.modbus.rtu import LineSettings, Parity, ReadRequest, crc16
 from gateway.profiles import DeviceProfile
 
 __all__ = [
@@ -42,7 +42,9 @@ __all__ = [
     "PROBE_REPLY_MAX",
     "ScanPlan",
     "ScanTiming",
+    "largest_pause",
     "largest_turnaround",
+    "late_probe_replies",
     "line_text",
     "model_line",
     "probe_request",
@@ -94,6 +96,32 @@ def largest_turnaround(profiles: Iterable[DeviceProfile]) -> tuple[int, str]:
         if profile.turnaround_ms > best:
             best, name = profile.turnaround_ms, profile.name
     return best, name
+
+
+def largest_pause(profiles: Iterable[DeviceProfile]) -> int:
+    """The largest ``inter_request_ms`` of the profiles: the pause to keep between
+    requests to a device found, before its profile is known."""
+    return max((p.inter_request_ms for p in profiles), default=0)
+
+
+def late_probe_replies(data: bytes) -> tuple[int, ...]:
+    """Unit ids whose whole, CRC-valid reply to a probe is in ``data`` (bytes that came
+    while waiting for another id): a device that answered after the timeout."""
+    units: list[int] = []
+    for offset in range(len(data) - 4):
+        unit, function = data[offset], data[offset + 1]
+        if not 1 <= unit <= 247 or unit in units:
+            continue
+        if function == 0x83:
+            size = 5
+        elif function == 3 and data[offset + 2] == 2:
+            size = PROBE_REPLY_MAX
+        else:
+            continue
+        frame = data[offset:offset + size]
+        if len(frame) == size and crc16(frame) == 0:  # CRC over frame + CRC is 0
+            units.append(unit)
+    return tuple(units)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,17 @@ async def test_garbage_and_broken_replies_are_no_device(tmp_path: Path) -> None:
         assert summary.notes[0].startswith("noise at 9600 8E1: 7 bytes")
 
 
+async def test_a_late_reply_is_named_not_lost_nor_taken_for_the_next_id(sim: RtuBus) -> None:
+    # Unit 5 answers its probe 120 ms late: past the 74 ms timeout, during unit 6's wait.
+    sim.set_faults(5, Faults(late_s=0.12, times=1))
+    summary = await scan_serial(sim.path, plan((E9600,), range(4, 9)), PROFILES,
+                                identify_found=False)
+    assert summary.found == ()
+    assert summary.notes == ("unit 5 answered at 9600 8E1 after the timeout: it is there "
+                             "but slower than the profiles' turnaround; scan it again with "
+                             "a larger margin",)
+
+
 def _open_fds_on(path: str) -> int:
     target = os.path.realpath(path)
     count = 0

@@ -10,7 +10,9 @@ from gateway.commission.scan_plan import (
     DEFAULT_MARGIN_MS,
     PROBE_REPLY_MAX,
     ScanPlan,
+    largest_pause,
     largest_turnaround,
+    late_probe_replies,
     line_text,
     model_line,
     probe_request,
@@ -90,3 +92,17 @@ def test_plan_refuses_nonsense(kwargs: dict[str, object], message: str) -> None:
     base: dict[str, object] = {"lines": scan_lines(), "ids": (1,), "turnaround_ms": 0}
     with pytest.raises(ValueError, match=message):
         ScanPlan(**(base | kwargs))  # type: ignore[arg-type]
+
+
+def test_late_probe_replies_are_recognised_in_stray_bytes() -> None:
+    reply = probe_request(17).reply([0x1234])
+    refusal = probe_request(40).refusal(2)
+    broken = probe_request(41).reply([7])[:-1] + b"\x00"
+    assert late_probe_replies(b"\x00\xff" + reply + broken + refusal + b"\x11") == (17, 40)
+    assert late_probe_replies(broken) == ()
+    assert late_probe_replies(b"") == ()
+
+
+def test_largest_pause_of_the_bundled_profiles() -> None:
+    assert largest_pause(modbus_profiles().values()) == 100  # Eastron: 100 ms
+    assert largest_pause([]) == 0
