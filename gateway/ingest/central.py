@@ -5,7 +5,10 @@ decode each (``central_decode``), write every message's intervals *and* the
 quarantined messages in one store transaction, then publish each batch's ack. An ack
 is only ever published after the commit that holds its intervals (the uplink
 contract's guarantee); the store is idempotent on (meter, channel, start), so a batch
-an edge sends twice changes nothing the second time and is simply acked again.
+an edge sends twice changes nothing the second time and is simply acked again (the
+counters tell the two apart: ``stored`` counts the intervals a write added or changed,
+``unchanged`` those the store held already as sent, such as the copies an edge resent
+while this worker restarted).
 
 Nothing a message contains can stop the worker: a message unusable as a whole is
 quarantined with its reason and the topic as its source (and acked with every
@@ -33,7 +36,7 @@ from gateway.mqtt_names import edge_of_intervals_topic
 from gateway.store import QuarantineItem, SeriesInfo
 from gateway.store.sqlite import SqliteStore
 
-__all__ = ["CentralIngest", "Counters", "IngestTarget", "SqliteTarget"]
+__all__ = ["CentralIngest", "Counters", "IngestTarget", "SqliteTarget", "Written"]
 
 _log = log.get("gateway.ingest.central")
 #: Quarantined payloads are kept up to this many characters (a 1 MiB attack stays small).
@@ -41,12 +44,21 @@ QUARANTINE_CHARS = 16_384
 SOURCE = "mqtt:"
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a target did with a group's intervals."""
+
+    #: Refused intervals by index, with the reason.
+    refused: list[tuple[int, str]]
+    #: Intervals the write added or changed; the others it held already as sent.
+    changed: int
+
+
 class IngestTarget(Protocol):
-    """Where the intervals go. ``write`` returns the refused ones by index, with the
-    reason; it raises SinkError when nothing was stored."""
+    """Where the intervals go; ``write`` raises SinkError when nothing was stored."""
 
     async def write(self, readings: Sequence[IntervalReading],
-                    quarantine: Sequence[QuarantineItem]) -> list[tuple[int, str]]: ...
+                    quarantine: Sequence[QuarantineItem]) -> Written: ...
 
 
 class SqliteTarget:
@@ -57,9 +69,9 @@ class SqliteTarget:
         self.store = store
 
     async def write(self, readings: Sequence[IntervalReading],
-                    quarantine: Sequence[QuarantineItem]) -> list[tuple[int, str]]:
-        await self.store.write_intervals(readings, quarantine=quarantine)
-        return []
+                    quarantine: Sequence[QuarantineItem]) -> Written:
+        result = await self.store.write_intervals(readings, quarantine=quarantine)
+        return Written(refused=[], changed=result.inserted + result.updated)
 
 
 @dataclass
@@ -67,7 +79,10 @@ class Counters:
     received: int = 0
     batches: int = 0
     acked: int = 0
+    #: Intervals added or changed in the store.
     stored: int = 0
+    #: Intervals acked as stored that the store held already as sent (duplicates).
+    unchanged: int = 0
     rejected: int = 0
     quarantined: int = 0
     store_failures: int = 0
@@ -139,9 +154,17 @@ class CentralIngest:
             if writing is not None:
                 await writing
 
+    async def shutdown(self) -> None:
+        """After ``run``: take no more messages, store and ack those held, and
+        disconnect once the broker has every ack (and the PUBACK of every message
+        taken), so a graceful stop leaves nothing for the next session to redo."""
+        self.link.stop_taking()
+        await self.drain()
+        await self.link.stop()
+
     async def drain(self) -> None:
-        """Store and ack what is still held (after the link stopped receiving), trying
-        each group once: with the store failing, the edges send it again later."""
+        """Store and ack what is still held (after the link stopped taking messages),
+        trying each group once: with the store failing, the edges send it again later."""
         once = asyncio.Event()
         once.set()
         while self.link.backlog:
@@ -229,7 +252,7 @@ class CentralIngest:
         """Write until it succeeds (True), or until stopped while the store fails."""
         while True:
             try:
-                refused = await self.target.write(group.readings, group.quarantine)
+                written = await self.target.write(group.readings, group.quarantine)
                 break
             except SinkError as exc:
                 if not exc.retryable and len(group.acks) + len(group.quarantine) > 1:
@@ -240,9 +263,11 @@ class CentralIngest:
                 if stop is not None and stop.is_set():
                     return False
         self._failures = 0
-        for j, reason in refused:
+        for j, reason in written.refused:
             ack, index = group.owner(j)
             group.acks[ack][3].append((index, reason))
+        self.counters.stored += written.changed
+        self.counters.unchanged += len(group.readings) - len(written.refused) - written.changed
         self.counters.quarantined += len(group.quarantine)
         self.counters.groups += 1
         return True
@@ -294,7 +319,6 @@ class CentralIngest:
             stored = count - len(rejected)
             self.link.publish_ack(edge, encode_ack(batch, stored, rejected))
             self.counters.acked += 1
-            self.counters.stored += stored
             self.counters.rejected += len(rejected)
 
 

@@ -11,7 +11,15 @@ The broker's PUBACK is not the delivery guarantee (the uplink contract): an edge
 resends a batch until the ingest's own ack, published after the store commit. So
 PUBACK is sent on receipt, and a worker that dies holding messages loses nothing.
 For the same reason, messages beyond ``max_backlog`` (a store that cannot keep up) are
-dropped unacknowledged and counted as ``shed``: the edges send them again.
+dropped without the ingest's ack and counted as ``shed``: the edges send them again.
+
+A graceful stop (``stop_taking``, then store and ack what is held, then ``stop``) sends
+everything it owes before its DISCONNECT: paho writes packets in the order they were
+queued and drops whatever is queued after a DISCONNECT, so the PUBACK of every message
+taken is queued under the same lock that closes the intake (manual acks: paho's own
+PUBACK would follow the callback, outside the lock), a message arriving later is left
+unacknowledged for the session's next connection, and ``stop`` first waits for the
+broker's PUBACK of every ack published (not only the 20 in flight).
 
 The session is persistent (``clean_start`` false, a session expiry, a stable client
 id): while a worker restarts, the broker keeps its share of the subscription's
@@ -26,6 +34,7 @@ import contextlib
 import queue
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +56,9 @@ _log = log.get("gateway.ingest.link")
 #: broker's value by itself). Not more: paho scans its in-flight messages on every
 #: PUBACK, and a window of 1,000 measured twice the CPU per ack of one of 20.
 MAX_INFLIGHT = 20
+#: How long a stop waits for the broker to take the acks still going out (with the
+#: broker away it does not wait: the edges send those batches again).
+FLUSH_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +94,12 @@ class BrokerLink:
         self._wake = asyncio.Event()
         self._signalled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Guards ``_taking`` against the network thread: a message is taken and its
+        #: PUBACK queued, or neither.
         self._lock = threading.Lock()
+        self._taking = True
+        self._acks_published = 0  # by the asyncio side
+        self._acks_done = 0  # by paho's thread, on the broker's PUBACK of an ack
         self._client = self._build()
 
     def _build(self) -> paho.Client:
@@ -98,12 +115,14 @@ class BrokerLink:
                                    device=f"{o.host}:{o.port}") from exc
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.max_inflight_messages_set(MAX_INFLIGHT)
+        c.manual_ack_set(True)  # see the module's docstring: graceful stop
         # A callback that raises must not end paho's network thread (and with it all
         # receiving, silently): paho logs it and goes on.
         c.suppress_exceptions = True
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
         return c
 
     # -- paho's network thread ----------------------------------------------------------
@@ -128,15 +147,23 @@ class BrokerLink:
             _log.info("disconnected from the broker", reason=str(rc))
         self._call(self.connected.clear)
 
-    def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-        if len(self._queue) >= self.options.max_backlog:
-            self.shed += 1
-            return
-        self._queue.append(Received(msg.topic, bytes(msg.payload)))
-        self.received += 1
-        if not self._signalled:
-            self._signalled = True
-            self._call(self._wake.set)
+    def _on_message(self, client: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        with self._lock:
+            if not self._taking:
+                return  # stopping: no PUBACK, the broker keeps it for the next connection
+            if len(self._queue) >= self.options.max_backlog:
+                self.shed += 1
+            else:
+                self._queue.append(Received(msg.topic, bytes(msg.payload)))
+                self.received += 1
+                if not self._signalled:
+                    self._signalled = True
+                    self._call(self._wake.set)
+            client.ack(msg.mid, msg.qos)
+
+    def _on_publish(self, _c: paho.Client, _u: object, _mid: int, _rc: ReasonCode,
+                    _p: Properties) -> None:
+        self._acks_done += 1
 
     def _call(self, fn: object) -> None:
         loop = self._loop
@@ -182,16 +209,39 @@ class BrokerLink:
 
     def publish_ack(self, edge_id: str, payload: bytes) -> None:
         """QoS 1 to the edge's acks topic; paho queues it while the broker is away."""
+        self._acks_published += 1
         self._client.publish(acks_topic(edge_id), payload, qos=1)
 
+    def stop_taking(self) -> None:
+        """Take no more messages: those arriving from now on stay unacknowledged at the
+        broker, which sends them to this session's next connection."""
+        with self._lock:
+            self._taking = False
+
+    async def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """Until the broker has taken every ack published (True), the connection is
+        lost, or ``timeout_s`` passed."""
+        deadline = time.monotonic() + timeout_s
+        while self._acks_done < self._acks_published:
+            if not self.connected.is_set() or time.monotonic() > deadline:
+                _log.warning("stopping with acks not taken by the broker; the edges send "
+                             "those batches again",
+                             acks_pending=self._acks_published - self._acks_done)
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
     async def stop(self) -> None:
-        """Disconnect (the session stays at the broker) and end paho's thread."""
+        """Take no more messages, let the acks published go out, then disconnect (the
+        session stays at the broker) and end paho's thread."""
         if self._loop is None:
             return
+        self.stop_taking()
+        await self.flush()
         self._loop = None
 
         def close() -> None:
-            self._client.disconnect()
+            self._client.disconnect()  # queued after every PUBACK of a message taken
             self._client.loop_stop()
 
         await asyncio.to_thread(close)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from gateway import log
 from gateway.config_checks import read_secret
 from gateway.errors import ConfigError
-from gateway.ingest.central import CentralIngest, IngestTarget, SqliteTarget
+from gateway.ingest.central import CentralIngest, IngestTarget, SqliteTarget, Written
 from gateway.ingest.central_link import BrokerLink, LinkOptions, retire_session
 from gateway.ingest.delivery import Delivery
 from gateway.model import IntervalReading
@@ -68,11 +68,12 @@ class InfluxTarget:
         self.store = store
 
     async def write(self, readings: Sequence[IntervalReading],
-                    quarantine: Sequence[QuarantineItem]) -> list[tuple[int, str]]:
+                    quarantine: Sequence[QuarantineItem]) -> Written:
         refused = await self.sink.deliver(readings) if readings else []
         if quarantine:
             await self.store.write_intervals([], quarantine=quarantine)
-        return refused
+        # InfluxDB overwrites a point silently: a replay cannot be told from news.
+        return Written(refused=refused, changed=len(readings) - len(refused))
 
 
 @contextlib.asynccontextmanager
@@ -126,8 +127,7 @@ async def run_ingest(cfg: LoadedConfig, *, worker: int = 0) -> int:
                       broker=f"{options.host}:{options.port}", target=ing.target,
                       subscription=options.subscription, store=str(store.path))
             await worker_.run(stop)
-            await link.stop()  # no more messages arrive; those held are stored and acked
-            await worker_.drain()
+            await worker_.shutdown()  # those held are stored and acked, then it disconnects
             for task in side:
                 task.cancel()
             _log.info("ingest worker stopped", worker=worker, shed=link.shed,

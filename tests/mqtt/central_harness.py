@@ -147,8 +147,7 @@ async def running_worker(broker: Broker, store_path: Path, client_id: str = "ing
     finally:
         stop.set()
         await task
-        await link.stop()
-        await ingest.drain()
+        await ingest.shutdown()
         await store.close()
 
 

@@ -74,6 +74,8 @@ async def test_the_same_batch_twice_changes_nothing_and_is_acked_twice(
         assert first == again[0] == again[1]
         assert first["stored"] == 10
         assert await stored_count(db) == 10
+        # The copies are acked as stored, and counted as the replays they are.
+        assert (w.ingest.counters.stored, w.ingest.counters.unchanged) == (10, 20)
         day = datetime.fromtimestamp(T0, UTC)
         got = await w.store.intervals("m1", "ch0", day, day + timedelta(days=1))
         assert [r.value for r in got] == list(range(7, 17))

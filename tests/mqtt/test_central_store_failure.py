@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import SinkError
-from gateway.ingest.central import CentralIngest, SqliteTarget
+from gateway.ingest.central import CentralIngest, SqliteTarget, Written
 from gateway.ingest.central_link import BrokerLink
 from gateway.model import IntervalReading
 from gateway.store import QuarantineItem
@@ -32,7 +32,7 @@ class FailingTarget:
         self.calls = 0
 
     async def write(self, readings: Sequence[IntervalReading],
-                    quarantine: Sequence[QuarantineItem]) -> list[tuple[int, str]]:
+                    quarantine: Sequence[QuarantineItem]) -> Written:
         self.calls += 1
         exc = self.error(readings)
         if exc is not None:
