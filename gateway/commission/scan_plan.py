@@ -47,6 +47,7 @@ __all__ = [
     "late_probe_replies",
     "line_text",
     "model_line",
+    "parse_format",
     "probe_request",
     "scan_lines",
 ]
@@ -78,6 +79,15 @@ def scan_lines(bauds: Sequence[int] = DEFAULT_BAUDS,
     """Every (baud, format) to try, in order: by baud as given, then by format."""
     return tuple(LineSettings(baud, parity, stopbits)
                  for baud in bauds for parity, stopbits in formats)
+
+
+def parse_format(text: str) -> tuple[Parity, int]:
+    """"8E1" -> ("E", 1): the character format as installers write it (8 data bits)."""
+    value = text.strip().upper()
+    if len(value) != 3 or value[0] != "8" or value[1] not in "NEO" or value[2] not in "12":
+        raise ValueError(f"{text!r} is not a character format; write 8E1, 8N1, 8N2 or 8O1")
+    parity: Parity = "N" if value[1] == "N" else "E" if value[1] == "E" else "O"
+    return parity, int(value[2])
 
 
 def line_text(line: LineSettings) -> str:

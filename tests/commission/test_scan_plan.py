@@ -15,6 +15,7 @@ from gateway.commission.scan_plan import (
     late_probe_replies,
     line_text,
     model_line,
+    parse_format,
     probe_request,
     scan_lines,
 )
@@ -106,3 +107,11 @@ def test_late_probe_replies_are_recognised_in_stray_bytes() -> None:
 def test_largest_pause_of_the_bundled_profiles() -> None:
     assert largest_pause(modbus_profiles().values()) == 100  # Eastron: 100 ms
     assert largest_pause([]) == 0
+
+
+def test_formats_as_installers_write_them() -> None:
+    assert [parse_format(text) for text in ("8E1", "8n1", " 8N2 ", "8O1")] == [
+        ("E", 1), ("N", 1), ("N", 2), ("O", 1)]
+    for bad in ("7E1", "8X1", "8E3", "8E"):
+        with pytest.raises(ValueError, match="8E1, 8N1"):
+            parse_format(bad)
