@@ -10,12 +10,15 @@ import pytest
 
 from gateway.commission.modbus_identify import (
     Block,
+    identify,
     match_product,
     match_signatures,
     signature_blocks,
 )
 from gateway.drivers.modbus.decode import encode
-from gateway.errors import ConfigError
+from gateway.drivers.modbus.device_id import DeviceIdReply
+from gateway.drivers.modbus.rtu import Refusal
+from gateway.errors import ConfigError, DeviceTimeout
 from gateway.profiles import DeviceProfile, load_profile, modbus_profiles
 
 PROFILES = modbus_profiles()
@@ -120,3 +123,68 @@ signature = [{ channel = "1.0.14.7.0.255", min = "45", max = "65" }]
         load_profile(path)
     assert caught.value.key == "identify.signatures"
     assert "product_codes" in str(caught.value)
+
+
+def test_every_bundled_modbus_profile_can_be_recognised() -> None:
+    for name, profile in PROFILES.items():
+        assert profile.identify is not None and profile.identify.signature, name
+    iem = PROFILES["schneider_iem3155"].identify
+    assert iem is not None and iem.product_codes == ("A9MEM3155", "A9MEM3255")
+
+
+class TableUnit:
+    """A unit whose answers are a table (a stand-in :class:`UnitLink` for the cases no
+    simulator produces: identification split over two replies, an unknown product)."""
+
+    name = "table"
+
+    def __init__(self, replies: dict[int, DeviceIdReply | Refusal],
+                 registers: dict[Block, tuple[int, ...]]) -> None:
+        self.replies = replies
+        self.registers = registers
+        self.asked: list[object] = []
+
+    async def identification(self, unit: int, object_id: int) -> DeviceIdReply | Refusal:
+        self.asked.append(object_id)
+        return self.replies[object_id]
+
+    async def read(self, unit: int, block: Block) -> tuple[int, ...] | Refusal:
+        self.asked.append(block)
+        if block in self.registers:
+            return self.registers[block]
+        raise DeviceTimeout("no reply", device=self.name)
+
+
+async def test_identification_split_over_two_replies_is_joined() -> None:
+    first = DeviceIdReply(conformity=1, more_follows=True, next_object=1,
+                          objects=((0, b"Schneider Electric"),))
+    second = DeviceIdReply(conformity=1, more_follows=False, next_object=0,
+                           objects=((1, b"A9MEM3255"), (2, b"2.1")))
+    serial = PROFILES["schneider_iem3155"].points[0]  # 130 Serial Number, UInt32
+    unit = TableUnit({0: first, 1: second},
+                     {(serial.table, serial.address, serial.width): (0, 4242)})
+    result = await identify(unit, 7, PROFILES, pause_s=0)
+    assert result.profile == "schneider_iem3155"
+    assert (result.identity.model, result.identity.revision, result.identity.serial) == (
+        "A9MEM3255", "2.1", "4242")
+    assert unit.asked[:2] == [0, 1]
+
+
+async def test_unknown_product_falls_back_to_signatures() -> None:
+    reply = DeviceIdReply(conformity=1, more_follows=False, next_object=0,
+                          objects=((0, b"Other"), (1, b"X-100")))
+    unit = TableUnit({0: reply}, readings(PROFILES["abb_b23"], THREE_PHASE))
+    result = await identify(unit, 7, PROFILES, pause_s=0)
+    assert result.profile == "abb_b23"
+    # Who it says it is stays; the profile comes from the signature.
+    assert (result.identity.source, result.identity.model) == ("modbus_device_id", "X-100")
+    assert "no profile declares this product code" in result.notes[0]
+
+
+async def test_nothing_plausible_proposes_no_profile() -> None:
+    unit = TableUnit({0: Refusal(code=1)}, {})
+    result = await identify(unit, 7, PROFILES, pause_s=0)
+    assert (result.profile, result.candidates, result.identity.source) == (None, (), "none")
+    assert result.notes == ("device identification (function 43/14) refused: illegal function",
+                            "no profile's signature matches (no plausible voltage and "
+                            "frequency at any profile's addresses)")
