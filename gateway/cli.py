@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from gateway import __version__, log
+from gateway.commission.cli import commission_app
 from gateway.errors import ConfigError, GatewayError
 from gateway.settings import ConfigInvalid, LoadedConfig, load_config
 
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(commission_app, name="commission")
 err = Console(stderr=True, soft_wrap=True)  # one error per line, greppable
 T = TypeVar("T")
 
