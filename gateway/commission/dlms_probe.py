@@ -268,6 +268,14 @@ class _Probe:
             self._set(association=f"failed: {_why(exc, t.security)}")
             return False
         self._set(association=f"ok ({t.security})")
+        pdu = self.client.negotiated_pdu_size
+        if isinstance(link, HdlcLink):
+            p = link.params
+            self.out.notes.append(f"HDLC: frames of {p.max_info_rx} bytes in, "
+                                  f"{p.max_info_tx} out, window {p.window_rx}/{p.window_tx}; "
+                                  f"APDUs up to {pdu} bytes")
+        elif pdu is not None:
+            self.out.notes.append(f"APDUs up to {pdu} bytes")
         return True
 
     def _settings(self) -> AssociationSettings:

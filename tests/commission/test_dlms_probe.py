@@ -136,6 +136,9 @@ async def test_optical_probe_reports_every_field(tmp_path: Path) -> None:
              ("logical_device_name", "ISK0000047110815")))
     assert device.profile == "dlms_generic_electricity" and device.candidates == ()
     assert any("lacks 1.0.2.7.0.255, 1.0.32.7.0.255" in n for n in device.notes)
+    # What the meter's UA and InitiateResponse granted (the spec's 512 / 1 and 256).
+    assert "HDLC: frames of 512 bytes in, 512 out, window 1/1; APDUs up to 256 bytes" \
+        in device.notes
     # The object list (580 bytes) came in 3 blocks of a 256-byte PDU: AARQ, HLS pass 3,
     # serial, name, clock, 3 blocks, capture objects, RLRQ.
     assert meter.requests == 10
