@@ -93,21 +93,25 @@ def _run_stoppable(steps: Sequence[Step], progress: Progress | None, *, site: st
 
 def _summary(report: Report) -> Table:
     table = Table(title="Devices", title_justify="left")
-    for col in ("meter", "protocol", "address", "unit", "line", "identity", "profile",
-                "points", "verdict"):
-        table.add_column(col, justify="right" if col in ("unit", "points") else "left")
+    for col in ("meter", "where", "identity", "profile", "pass/warn/fail", "verdict"):
+        table.add_column(col, overflow="fold")
     for rec in report.devices:
         d = rec.device
+        where = d.address + ("" if d.unit_id is None else f" #{d.unit_id}") \
+            + (f" {d.line.text()}" if d.line else "")
         ident = " ".join(x for x in (d.identity.vendor, d.identity.model, d.identity.serial)
                          if x) or "-"
-        counts = {v: sum(c.verdict == v for c in rec.checks) for v in ("pass", "warn", "fail")}
-        points = f"{counts['pass']}/{counts['warn']}/{counts['fail']}" if rec.checks else "-"
+        counts = [sum(c.verdict == v for c in rec.checks) for v in ("pass", "warn", "fail")]
         style = _VERDICT_STYLE.get(rec.verdict, "")
-        table.add_row(rec.meter_id, d.protocol, d.address,
-                      "-" if d.unit_id is None else str(d.unit_id),
-                      d.line.text() if d.line else "-", ident, d.profile or "none matches",
-                      points, f"[{style}]{rec.verdict}[/{style}]")
+        table.add_row(rec.meter_id, where, ident, d.profile or "none matches",
+                      "/".join(map(str, counts)) if rec.checks else "-",
+                      f"[{style}]{rec.verdict}[/{style}]")
     return table
+
+
+def _failures(report: Report) -> list[str]:
+    return [f"{rec.meter_id} {c.channel}: {c.verdict} ({c.reason})"
+            for rec in report.devices for c in rec.checks if c.verdict in ("fail", "warn")]
 
 
 @commission_app.command("run")
@@ -198,6 +202,8 @@ def run(
     else:
         out_console = Console()
         out_console.print(_summary(report))
+        for line in _failures(report):
+            out_console.print(line, highlight=False, markup=False)
         for scan in report.scans:
             out_console.print(
                 f"scan of {scan.address}: {scan.ids_tried} ids x {len(scan.settings_tried)} "
@@ -205,8 +211,8 @@ def run(
                 f"timeout {scan.timeout_s * 1000:.0f} ms: {scan.timeout_reason})",
                 highlight=False)
         if report.snippet and not write:
-            out_console.print("\n[bold]Config to paste[/bold]\n" + report.snippet,
-                              highlight=False, markup=True)
+            out_console.print("\nConfig to paste:", style="bold")
+            out_console.print(report.snippet, highlight=False, markup=False)
         out_console.print(f"report: {json_path}  page: {html_path}", highlight=False)
     if report.interrupted:
         err.print("stopped before every step ran: the report holds what was found")

@@ -12,7 +12,10 @@ The judging is pure (:func:`judge`: two polls in, one :class:`PointCheck` per po
 - energy registers: not negative, never going backwards, and moving when the power says
   they should: with P watts over dt seconds a register of resolution r must advance
   once P*dt exceeds r twice over; with too little power or time to tell, the check says
-  so instead of passing or failing;
+  so instead of passing or failing. The active import total (1.0.1.8.0) moves with the
+  import power, the export total (1.0.2.8.0) with the export; of the tariff registers
+  (1.0.1.8.1-63) only the active one moves, so one of them must; any other register
+  standing still is only noted;
 - a point that could not be read fails with the reason.
 """
 
@@ -52,10 +55,11 @@ def _check(reading: Reading, source: str, verdict: Verdict, reason: str) -> Poin
                       unit=str(reading.unit), verdict=verdict, reason=reason)
 
 
-def _resolution(value: Decimal) -> Decimal:
-    """The register's step as its decimal places show it (12.34 kWh: 0.01 kWh)."""
-    exponent = value.normalize().as_tuple().exponent
-    return Decimal(1).scaleb(min(int(exponent), 0)) if isinstance(exponent, int) else Decimal(1)
+def _resolution(*values: Decimal) -> Decimal:
+    """The register's step as the decimal places it was read with show it (12.34 kWh and
+    60.00 kWh: 0.01 kWh); the finer of the reads."""
+    exponents = [int(e) for v in values if isinstance(e := v.as_tuple().exponent, int)]
+    return Decimal(1).scaleb(min([0, *exponents]))
 
 
 def _instant(reading: Reading, source: str, limits: Limits) -> PointCheck:
@@ -93,6 +97,26 @@ def _instant(reading: Reading, source: str, limits: Limits) -> PointCheck:
     return _check(reading, source, "pass", "read")
 
 
+_IMPORT_TOTAL = "1.0.1.8.0.255"
+_EXPORT_TOTAL = "1.0.2.8.0.255"
+
+
+def _tariff(channel: str) -> bool:
+    parts = channel.split(".")
+    return len(parts) == 6 and parts[:4] == ["1", "0", "1", "8"] and parts[4] != "0"
+
+
+def _flow_w(channel: str, power_w: Decimal | None) -> Decimal | None:
+    """The power a register must move with (None: nothing to tell it by)."""
+    if power_w is None:
+        return None
+    if channel == _IMPORT_TOTAL:
+        return max(power_w, Decimal(0))
+    if channel == _EXPORT_TOTAL:
+        return max(-power_w, Decimal(0))
+    return None
+
+
 def _energy(first: Reading, second: Reading | None, source: str, power_w: Decimal | None,
             dt_s: float) -> PointCheck:
     if first.value < 0:
@@ -105,10 +129,13 @@ def _energy(first: Reading, second: Reading | None, source: str, power_w: Decima
     moved = second.value - first.value
     if moved > 0:
         return _check(second, source, "pass", f"moved {moved:f} {first.unit} in {dt_s:.0f} s")
-    if power_w is None or power_w <= 0:
-        return _check(second, source, "skip", "did not move; no import power to tell "
-                      "whether it should have")
-    step_base = _resolution(first.value) * first.unit.factor  # in Wh (or varh, VAh)
+    if power_w is None:
+        return _check(second, source, "pass", f"did not move in {dt_s:.0f} s (no power "
+                      "reading tells whether it should have)")
+    if power_w <= 0:
+        return _check(second, source, "pass", f"did not move in {dt_s:.0f} s, and nothing "
+                      "flowed that it counts")
+    step_base = _resolution(first.value, second.value) * first.unit.factor  # in Wh (or varh, VAh)
     expected = power_w * Decimal(str(dt_s)) / 3600
     if expected < 2 * step_base:
         need = float(2 * step_base * 3600 / power_w)
@@ -140,10 +167,33 @@ def judge(first: Sequence[Reading], second: Sequence[Reading] | None, *, limits:
         elif reading.kind is Kind.IDENTITY:
             out.append(_check(reading, source, "pass", "the meter's identity"))
         elif reading.unit in _ENERGY and reading.kind is Kind.CUMULATIVE:
-            out.append(_energy(reading, later.get(channel), source, power_w, dt_s))
+            out.append(_energy(reading, later.get(channel), source,
+                               _flow_w(channel, power_w), dt_s))
         else:
             out.append(_instant(later.get(channel, reading), source, limits))
-    return out
+    return _one_tariff_moves(out, now, later, power_w, dt_s)
+
+
+def _one_tariff_moves(checks: list[PointCheck], now: dict[str, Reading],
+                      later: dict[str, Reading], power_w: Decimal | None,
+                      dt_s: float) -> list[PointCheck]:
+    """The tariff registers as a group: the active one must move when the import total's
+    rule says a register should have (judged on the first tariff register's step)."""
+    tariffs = [c for c in checks if _tariff(c.channel) and c.value is not None
+               and c.channel in later]
+    if not tariffs or any(later[c.channel].value != now[c.channel].value for c in tariffs):
+        return checks
+    if all(now[c.channel].value == 0 for c in tariffs):  # the meter keeps no tariffs
+        return checks
+    probe = _energy(now[tariffs[0].channel], later[tariffs[0].channel], "",
+                    _flow_w(_IMPORT_TOTAL, power_w), dt_s)
+    if probe.verdict != "fail":
+        return checks
+    failed = {c.channel for c in tariffs}
+    reason = f"no tariff register moved in {dt_s:.0f} s while import power flowed"
+    return [PointCheck(channel=c.channel, source=c.source, value=c.value, unit=c.unit,
+                       verdict="fail", reason=reason) if c.channel in failed else c
+            for c in checks]
 
 
 async def read_back(driver: PolledDriver, *, limits: Limits, sources: dict[str, str],

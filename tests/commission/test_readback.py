@@ -72,7 +72,7 @@ def test_a_stuck_register_fails_only_when_the_power_should_have_moved_it() -> No
     verdict, reason = one(energy("1234.56"), energy("1234.56"), power="100", dt_s=10)
     assert verdict == "skip" and "720 s" in reason
     # No power at all: nothing to judge by.
-    assert one(energy("1234.56"), energy("1234.56"))[0] == "skip"
+    assert one(energy("1234.56"), energy("1234.56"))[0] == "pass"
 
 
 def test_a_point_not_read_fails_with_the_reason() -> None:
@@ -80,3 +80,32 @@ def test_a_point_not_read_fails_with_the_reason() -> None:
                     failed={"1.0.1.8.0.255": "unit 7: no reply within 0.12 s"})
     assert (check.verdict, check.value, check.reason) == (
         "fail", None, "unit 7: no reply within 0.12 s")
+
+
+def test_only_the_registers_the_flow_feeds_must_move() -> None:
+    power = r("1.0.16.7.0.255", "3000", Unit.W)
+    first = [power, energy("100.00"), r("1.0.2.8.0.255", "5.00", Unit.KWH, Kind.CUMULATIVE),
+             r("1.0.1.8.1.255", "60.00", Unit.KWH, Kind.CUMULATIVE),
+             r("1.0.1.8.2.255", "40.00", Unit.KWH, Kind.CUMULATIVE)]
+    second = [power, energy("100.06"), r("1.0.2.8.0.255", "5.00", Unit.KWH, Kind.CUMULATIVE),
+              r("1.0.1.8.1.255", "60.06", Unit.KWH, Kind.CUMULATIVE),
+              r("1.0.1.8.2.255", "40.00", Unit.KWH, Kind.CUMULATIVE)]
+    sources = {iv.channel: "x" for iv in first}
+    got = {c.channel: c.verdict for c in judge(first, second, limits=LIMITS, sources=sources,
+                                              dt_s=72)}
+    # Export does not move while importing; the night rate rests while the day rate runs.
+    assert got == dict.fromkeys(sources, "pass")
+    stuck = [*second[:3], r("1.0.1.8.1.255", "60.00", Unit.KWH, Kind.CUMULATIVE), second[4]]
+    got = {c.channel: c.verdict for c in judge(first, stuck, limits=LIMITS, sources=sources,
+                                              dt_s=72)}
+    assert got["1.0.1.8.1.255"] == got["1.0.1.8.2.255"] == "fail"  # no tariff moved
+    assert got["1.0.1.8.0.255"] == "pass"
+
+
+def test_tariff_registers_all_at_zero_are_a_meter_without_tariffs() -> None:
+    power = r("1.0.16.7.0.255", "3000", Unit.W)
+    t1, t2 = (r(f"1.0.1.8.{t}.255", "0", Unit.WH, Kind.CUMULATIVE) for t in (1, 2))
+    reads = [power, t1, t2]
+    checks = judge(reads, reads, limits=LIMITS, dt_s=72,
+                   sources={t1.channel: "x", t2.channel: "x"})
+    assert [c.verdict for c in checks] == ["pass", "pass"]
