@@ -129,6 +129,9 @@ def _energy(first: Reading, second: Reading | None, source: str, power_w: Decima
     moved = second.value - first.value
     if moved > 0:
         return _check(second, source, "pass", f"moved {moved:f} {first.unit} in {dt_s:.0f} s")
+    if power_w is None and _tariff(first.channel):
+        return _check(second, source, "pass", f"did not move in {dt_s:.0f} s (of the tariff "
+                      "registers only the active one moves)")
     if power_w is None:
         return _check(second, source, "pass", f"did not move in {dt_s:.0f} s (no power "
                       "reading tells whether it should have)")
