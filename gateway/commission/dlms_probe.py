@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from gateway.clock import Clock, SystemClock
@@ -331,22 +330,14 @@ class _Probe:
     async def _read_clock(self) -> None:
         t = self.t
         assert self.client is not None
-        link = self.client.link.stats
-        raw: Data | None = None
-        midpoint: datetime | None = None
-        for _ in range(2):
-            repolls = link.repolls
-            asked = self.clock.now()
-            raw = await self._get(AttributeDescriptor(CosemClass.CLOCK, CLOCK, 2))
-            # As the driver does: the meter read its clock between our request and its
-            # answer; the midpoint halves the error. After a re-poll, read it once more.
-            midpoint = asked + (self.clock.now() - asked) / 2
-            if raw is None or link.repolls == repolls:
-                break
-        if raw is None or midpoint is None:
+        try:  # as the driver measures it: against the exchange's midpoint
+            raw, midpoint = await self.client.read_clock(CLOCK, self.clock)
+        except DeviceError as exc:
+            self.out.notes.append(f"{CLOCK} attribute 2: {_bare(exc)}")
             return
-        meter_now = CosemDateTime.from_data(raw).to_datetime(sign=t.sign, zone=ZoneInfo(t.zone))
-        self._set(clock=meter_now.astimezone(ZoneInfo(t.zone)).isoformat(),
+        zone = ZoneInfo(t.zone)
+        meter_now = CosemDateTime.from_data(raw).to_datetime(sign=t.sign, zone=zone)
+        self._set(clock=meter_now.astimezone(zone).isoformat(),
                   clock_drift_s=round((meter_now - midpoint).total_seconds(), 3))
 
     async def _read_objects(self) -> None:

@@ -247,18 +247,7 @@ class DlmsDriver:
         obis = self.plan.clock
         if obis is None:
             return None, 0
-        link = self._client.link.stats
-        for _ in range(2):
-            repolls = link.repolls
-            asked = self._clock.now()
-            data = await self._client.get(AttributeDescriptor(CosemClass.CLOCK, obis, 2))
-            # The meter read its clock somewhere between our request and its answer:
-            # the midpoint halves the error (at 300 baud an answer takes half a
-            # second). An answer that needed a re-poll may have been read at any time
-            # in between: read it once more.
-            gateway_now = asked + (self._clock.now() - asked) / 2
-            if link.repolls == repolls:
-                break
+        data, gateway_now = await self._client.read_clock(obis, self._clock)
         when = CosemDateTime.from_data(data)
         meter_now = when.to_datetime(sign=self.plan.sign, zone=self.plan.zone)
         drift = (meter_now - gateway_now).total_seconds()
