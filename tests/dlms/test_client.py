@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,8 +15,9 @@ from gateway.drivers.dlms import axdr
 from gateway.drivers.dlms.acse import Mechanism
 from gateway.drivers.dlms.association import AssociationSettings
 from gateway.drivers.dlms.client import DlmsClient
-from gateway.drivers.dlms.cosem import SERIAL_NUMBER, AttributeDescriptor, Obis
+from gateway.drivers.dlms.cosem import CLOCK, SERIAL_NUMBER, AttributeDescriptor, Obis
 from gateway.drivers.dlms.counters import MemoryCounters
+from gateway.drivers.dlms.dates import CosemDateTime
 from gateway.drivers.dlms.hdlc import HdlcAddress, HdlcParameters
 from gateway.drivers.dlms.keys import SecretBytes, SuiteKeys
 from gateway.drivers.dlms.security import SecurityContext
@@ -166,3 +167,29 @@ async def test_optical_sign_on_then_hdlc_at_the_agreed_baud() -> None:
         assert isinstance(link, HdlcLink) and link.identification is not None
         assert link.identification.baud == 9600
         await client.close()
+
+
+class _Stepping:
+    """Our clock, which reads ``times`` in turn: a request sent at one, answered at the next."""
+
+    def __init__(self, *times: datetime) -> None:
+        self._times = list(times)
+
+    def now(self) -> datetime:
+        return self._times.pop(0)
+
+    async def sleep_until(self, at: datetime) -> None:
+        raise NotImplementedError
+
+
+async def test_the_clock_stands_against_the_exchange_s_midpoint() -> None:
+    clock = ManualClock(NOW)
+    async with tcp_meter(DlmsMeterSpec("M9", clock_drift_s=7.0), clock) as server:
+        client = wrapper_client(server)
+        ours = _Stepping(NOW - timedelta(seconds=10), NOW + timedelta(seconds=10))
+        raw, midpoint = await client.read_clock(CLOCK, ours)
+        await client.close()
+    # Asked 10 s before the meter read its clock, answered 10 s after: the midpoint is
+    # the meter's instant, so the drift is the meter's own and nothing of the exchange.
+    assert midpoint == NOW
+    assert CosemDateTime.from_data(raw).to_datetime() - midpoint == timedelta(seconds=7)
