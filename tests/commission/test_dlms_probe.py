@@ -374,3 +374,15 @@ timeout_s = 0.5
     assert wrong.findings.association.startswith("failed: wrong password (association "
                                                  "refused: authentication failure")
     assert "guess-Pw" not in repr(wrong) and "s3cret-Pw" not in repr(right)
+
+
+async def test_an_association_the_meter_refuses_says_why() -> None:
+    clock = ManualClock(NOW)
+    spec = DlmsMeterSpec("R1", security="lls", password=b"12345678")
+    async with serve_dlms([spec], clock, medium="tcp") as server:
+        # The management client without the password the meter wants.
+        target = DlmsTarget(medium="tcp", address="127.0.0.1", tcp_port=server.port,
+                            client_sap=1, timeout_s=1.0)
+        got = await probe_dlms(target, clock=clock)
+    assert got.findings.association == ("failed: refused (association refused: "
+                                        "authentication mechanism name required (code 12))")
