@@ -67,6 +67,8 @@ __all__ = ["DlmsProbeOutcome", "DlmsTarget", "Progress", "probe_dlms"]
 Progress = Callable[[str, int, int], None]
 #: How long the polite goodbye (RLRQ, DISC) may take when the probe ends or is stopped.
 _RELEASE_S = 2.0
+#: The client SAP every meter must accept without authentication (Green Book).
+PUBLIC_CLIENT = 16
 _PROTOCOL: dict[Medium, Protocol] = {"optical": "dlms_optical", "serial": "dlms_serial",
                                      "tcp": "dlms_tcp"}
 
@@ -170,7 +172,9 @@ class _Probe:
                 self._set(association="not tried: no server address answered SNRM")
                 return
             self._next("association")
-            if not await self._associate(server):
+            if not await self._associate(server) and not (
+                    t.public_fallback and t.client_sap != PUBLIC_CLIENT
+                    and await self._public(server)):
                 return
             try:
                 await self._read()
@@ -249,17 +253,19 @@ class _Probe:
                                   f"not the configured {t.server_physical}")
         return chosen
 
-    async def _associate(self, server: HdlcAddress) -> bool:
+    def _link(self, server: HdlcAddress, client_sap: int) -> HdlcLink | WrapperLink:
         t = self.t
         assert self.stream is not None
         if t.medium == "tcp" and t.framing == "wrapper":
-            link: HdlcLink | WrapperLink = WrapperLink(
-                self.stream, t.client_sap, t.server_logical, timeout_s=t.timeout_s,
-                device=t.where)
-        else:
-            link = HdlcLink(self.stream, HdlcAddress.client(t.client_sap), server,
-                            proposal=t.proposal, timeout_s=t.timeout_s, retries=t.retries,
-                            device=t.where)
+            return WrapperLink(self.stream, client_sap, t.server_logical,
+                               timeout_s=t.timeout_s, device=t.where)
+        return HdlcLink(self.stream, HdlcAddress.client(client_sap), server,
+                        proposal=t.proposal, timeout_s=t.timeout_s, retries=t.retries,
+                        device=t.where)
+
+    async def _associate(self, server: HdlcAddress) -> bool:
+        t = self.t
+        link = self._link(server, t.client_sap)
         try:
             self.client = DlmsClient(link, self._settings())
             await self.client.associate()
@@ -275,6 +281,32 @@ class _Probe:
                                   f"APDUs up to {pdu} bytes")
         elif pdu is not None:
             self.out.notes.append(f"APDUs up to {pdu} bytes")
+        return True
+
+    async def _public(self, server: HdlcAddress) -> bool:
+        """The configured association failed: the public client (SAP 16, no security)
+        still reads the identity and an object list from most meters. The failed
+        association took the link down (an optical port signs off): a new one."""
+        assert self.stream is not None
+        failed = self.out.findings.association
+        self.stream.close()
+        try:
+            self.stream = self._stream()
+            await self.stream.open()
+            if self.t.medium == "optical" and not await self._sign_on():
+                self.out.notes.append(f"the public client was not tried: "
+                                      f"{self.out.findings.association}")
+                return False
+            self.client = DlmsClient(self._link(server, PUBLIC_CLIENT), AssociationSettings())
+            await self.client.associate()
+        except DriverError as exc:
+            self.out.notes.append("the public client (SAP 16) could not associate either: "
+                                  f"{_why(exc, 'none')}")
+            return False
+        finally:
+            self._set(association=failed)
+        self.out.notes.append("read as the public client (SAP 16, no security): the "
+                              "configured client may see other objects")
         return True
 
     def _settings(self) -> AssociationSettings:

@@ -52,6 +52,9 @@ class DlmsTarget:
     #: More physical addresses to try when discovering (ALL_STATIONS: the all-station one).
     scan_physical: tuple[int, ...] = ()
     security: Security = "none"
+    #: When the configured association fails, read what the public client (SAP 16)
+    #: may (identity, its object list); the association's verdict stays the failure.
+    public_fallback: bool = True
     secrets: DlmsSecrets | None = None
     #: HLS-GMAC: the invocation counter file the gateway keeps for this meter (the
     #: meter refuses a counter that does not rise); None: counters held in memory.

@@ -166,15 +166,34 @@ async def test_a_wrong_key_is_reported_as_such_and_no_secret_is_shown(
     f = got.findings
     assert f.association.startswith("failed: wrong key (association refused: "
                                     "authentication failure")
-    # What came before the association is kept; nothing after it was read.
+    # The association's verdict stays the failure; the public client (signed on again)
+    # still read who the meter is and its own object list.
     assert f.identification == "/ISk5\\2MT382-1000" and f.server_addresses == (17,)
-    assert (f.logical_device_name, f.clock, f.objects, got.device.identity.serial) == (
-        None, None, (), None)
+    assert (f.logical_device_name, got.device.identity.serial) == ("ISK0000047110815",
+                                                                   "47110815")
+    assert f.objects == SIM_OBJECTS
+    assert "read as the public client (SAP 16, no security): the configured client may " \
+        "see other objects" in got.device.notes
+    assert server.line is not None and server.line.sign_ons == 2
     shown = repr(got) + caplog.text
     for secret in (wrong, EK, AK):
         assert secret not in shown.lower()
         assert bytes.fromhex(secret).hex(" ") not in shown.lower()
         assert repr(bytes.fromhex(secret)) not in shown
+
+
+async def test_without_the_public_fallback_nothing_is_read_after_a_wrong_key(
+        tmp_path: Path) -> None:
+    clock = ManualClock(NOW)
+    wrong = "ffeeddccbbaa99887766554433221100"
+    async with serve_dlms([hls_meter()], clock, medium="pty", optical=True) as server:
+        target = optical_target(tmp_path, server.path, ek=wrong, public_fallback=False)
+        got = await probe_dlms(target, clock=clock)
+        assert await reopens(server.path)
+    f = got.findings
+    assert f.association.startswith("failed: wrong key")
+    assert (f.logical_device_name, f.clock, f.objects, got.device.identity.serial) == (
+        None, None, (), None)
 
 
 async def test_discovery_finds_the_physical_address_among_silent_ones(tmp_path: Path) -> None:
@@ -386,3 +405,4 @@ async def test_an_association_the_meter_refuses_says_why() -> None:
         got = await probe_dlms(target, clock=clock)
     assert got.findings.association == ("failed: refused (association refused: "
                                         "authentication mechanism name required (code 12))")
+    assert got.device.identity.serial == "12345678"  # as the public client
