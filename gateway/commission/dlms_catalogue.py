@@ -1,6 +1,7 @@
 """What a DLMS meter's answers mean, pure: its maker from a FLAG id, its association's
-object list as (class id, logical name) pairs, which configured OBIS codes it has, and
-the device profile (``config/devices/dlms_*.toml``) that fits it best."""
+object list as (class id, logical name) pairs, which configured OBIS codes it has, the
+device profile (``config/devices/dlms_*.toml``) that fits it best, and why an
+association failed in an installer's words."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway.drivers.dlms import axdr
+from gateway.drivers.dlms.acse import AcseUserDiagnostic
 from gateway.drivers.dlms.cosem import CaptureObject, Obis
 from gateway.drivers.dlms.data import Data
-from gateway.errors import ProtocolError
+from gateway.drivers.dlms.security import SecurityError
+from gateway.errors import DeviceError, DeviceTimeout, DriverError, ProtocolError
 from gateway.model import Kind
 from gateway.profiles_dlms import DlmsProfile
 
-__all__ = ["FLAG_VENDORS", "Proposal", "capture_objects", "configured_obis", "object_list",
-           "presence", "propose", "vendor_of"]
+__all__ = ["FLAG_VENDORS", "Proposal", "capture_objects", "configured_obis", "failure",
+           "object_list", "presence", "propose", "reason", "text", "vendor_of"]
 
 #: Three-letter manufacturer ids (FLAG ids) of common meter makers. Source: the FLAG id
 #: list the DLMS UA keeps for IEC 62056-21 identifications and COSEM logical device
@@ -114,3 +117,32 @@ def propose(objects: Iterable[tuple[int, str]], profiles: Mapping[str, DlmsProfi
         notes.append(f"profile {best}: the meter has no load profile {lp.obis} (registers "
                      "only, no catch-up after an outage)")
     return Proposal(best, tuple(r[2] for r in ranked[1:]), tuple(notes))
+
+
+def text(raw: Data) -> str:
+    """A serial number or name as text (an octet string read as Latin-1), or a number."""
+    if isinstance(raw, axdr.OctetString | axdr.VisibleString | axdr.Utf8String):
+        return raw.value.decode("latin-1").strip("\x00 ")
+    return str(axdr.as_int(raw))
+
+
+def reason(exc: DriverError) -> str:
+    """The error's message without the device it names (the report names it once)."""
+    return str(exc).removeprefix(f"{exc.device}: ") if exc.device else str(exc)
+
+
+def failure(exc: DriverError, security: str) -> str:
+    """Why the association failed, in the installer's words; never a secret."""
+    text = reason(exc)
+    if isinstance(exc, DeviceTimeout):
+        return f"timeout ({text})"
+    wrong = "wrong password" if security == "lls" else "wrong key"
+    if isinstance(exc, SecurityError):
+        return f"{wrong} (the meter's HLS reply does not check: {text})"
+    if isinstance(exc, DeviceError):
+        if exc.code == AcseUserDiagnostic.AUTHENTICATION_FAILURE and "association" in text:
+            return f"{wrong} ({text})"
+        if "HLS reply" in text:
+            return f"{wrong} ({text})"
+        return f"refused ({text})"
+    return text

@@ -32,10 +32,9 @@ from zoneinfo import ZoneInfo
 from gateway.clock import Clock, SystemClock
 from gateway.commission import dlms_catalogue as catalogue
 from gateway.commission.dlms_addresses import Discovery, attempt_s, discover
-from gateway.commission.dlms_target import DlmsTarget, Medium, Security
+from gateway.commission.dlms_target import DlmsTarget, Medium
 from gateway.commission.model import DeviceIdentity, DlmsFindings, FoundDevice, Line, Protocol
-from gateway.drivers.dlms import axdr
-from gateway.drivers.dlms.acse import AcseUserDiagnostic, Mechanism
+from gateway.drivers.dlms.acse import Mechanism
 from gateway.drivers.dlms.association import AssociationSettings
 from gateway.drivers.dlms.client import DlmsClient
 from gateway.drivers.dlms.cosem import (
@@ -53,11 +52,11 @@ from gateway.drivers.dlms.counters import InvocationCounters, MemoryCounters, Re
 from gateway.drivers.dlms.data import Data
 from gateway.drivers.dlms.hdlc import HdlcAddress
 from gateway.drivers.dlms.mode_e import BAUD_RATES, Identification, ModeEUnsupported
-from gateway.drivers.dlms.security import SecurityContext, SecurityError
+from gateway.drivers.dlms.security import SecurityContext
 from gateway.drivers.dlms.transport import HdlcLink, LinkStats, OpticalSignOn, WrapperLink, sign_on
 from gateway.drivers.modbus.rtu import LineSettings
 from gateway.drivers.modbus.serial_link import ByteStream, SerialStream, TcpStream
-from gateway.errors import DeviceError, DeviceTimeout, DriverError
+from gateway.errors import DeviceError, DriverError, ProtocolError
 from gateway.profiles import load_profiles
 from gateway.profiles_dlms import DlmsProfile
 
@@ -179,7 +178,8 @@ class _Probe:
             try:
                 await self._read()
             except DriverError as exc:  # a broken link (timeout) or a malformed answer
-                self.out.notes.append(f"reads stopped at the {self._current}: {_bare(exc)}")
+                self.out.notes.append(f"reads stopped at the {self._current}: "
+                                      f"{catalogue.reason(exc)}")
         finally:
             self._next("release")
 
@@ -197,11 +197,11 @@ class _Probe:
             ident = await sign_on(self.stream, how, self.stats)
         except ModeEUnsupported as exc:  # it said who it is, and that it has no HDLC
             self._identified(exc.identification)
-            self._set(association=f"not tried: {_bare(exc)}")
+            self._set(association=f"not tried: {catalogue.reason(exc)}")
             self.out.device = replace(self.out.device, line=None)
             return False
         except DriverError as exc:  # no answer, or not an identification
-            self._set(association=f"not tried: optical sign-on failed: {_bare(exc)}")
+            self._set(association=f"not tried: optical sign-on failed: {catalogue.reason(exc)}")
             self.out.device = replace(self.out.device, line=None)
             return False
         self._identified(ident)
@@ -270,7 +270,7 @@ class _Probe:
             self.client = DlmsClient(link, self._settings())
             await self.client.associate()
         except DriverError as exc:
-            self._set(association=f"failed: {_why(exc, t.security)}")
+            self._set(association=f"failed: {catalogue.failure(exc, t.security)}")
             return False
         self._set(association=f"ok ({t.security})")
         pdu = self.client.negotiated_pdu_size
@@ -301,7 +301,7 @@ class _Probe:
             await self.client.associate()
         except DriverError as exc:
             self.out.notes.append("the public client (SAP 16) could not associate either: "
-                                  f"{_why(exc, 'none')}")
+                                  f"{catalogue.failure(exc, 'none')}")
             return False
         finally:
             self._set(association=failed)
@@ -352,12 +352,12 @@ class _Probe:
             return await self.client.get(attribute)
         except DeviceError as exc:
             self.out.notes.append(f"{attribute.obis} attribute {attribute.attribute_id}: "
-                                  f"{_bare(exc)}")
+                                  f"{catalogue.reason(exc)}")
             return None
 
     async def _get_text(self, attribute: AttributeDescriptor) -> str | None:
         raw = await self._get(attribute)
-        return None if raw is None else _text(raw)
+        return None if raw is None else catalogue.text(raw)
 
     async def _read_clock(self) -> None:
         t = self.t
@@ -365,10 +365,14 @@ class _Probe:
         try:  # as the driver measures it: against the exchange's midpoint
             raw, midpoint = await self.client.read_clock(CLOCK, self.clock)
         except DeviceError as exc:
-            self.out.notes.append(f"{CLOCK} attribute 2: {_bare(exc)}")
+            self.out.notes.append(f"{CLOCK} attribute 2: {catalogue.reason(exc)}")
             return
         zone = ZoneInfo(t.zone)
-        meter_now = CosemDateTime.from_data(raw).to_datetime(sign=t.sign, zone=zone)
+        try:
+            meter_now = CosemDateTime.from_data(raw).to_datetime(sign=t.sign, zone=zone)
+        except ProtocolError as exc:  # a date-time with unspecified fields, say
+            self.out.notes.append(f"{CLOCK} attribute 2: {exc}")
+            return
         self._set(clock=meter_now.astimezone(zone).isoformat(),
                   clock_drift_s=round((meter_now - midpoint).total_seconds(), 3))
 
@@ -406,9 +410,8 @@ class _Probe:
             if self.stream is not None:
                 with contextlib.suppress(DriverError):
                     self.stream.close()
-            release = getattr(self.counters, "release", None)
-            if release is not None:
-                release()
+            if isinstance(self.counters, ReleasableCounters):
+                self.counters.release()
 
 
 def _agreed(ident: Identification, cap: int) -> int:
@@ -419,30 +422,3 @@ def _agreed(ident: Identification, cap: int) -> int:
 def _number(address: HdlcAddress) -> int:
     """The lower (physical) address, or the upper one of a one-byte address."""
     return address.lower if address.lower is not None else address.upper
-
-
-def _text(raw: Data) -> str:
-    if isinstance(raw, axdr.OctetString | axdr.VisibleString | axdr.Utf8String):
-        return raw.value.decode("latin-1").strip("\x00 ")
-    return str(axdr.as_int(raw))
-
-
-def _bare(exc: DriverError) -> str:
-    return str(exc).removeprefix(f"{exc.device}: ") if exc.device else str(exc)
-
-
-def _why(exc: DriverError, security: Security) -> str:
-    """Why the association failed, in the installer's words; never a secret."""
-    text = _bare(exc)
-    if isinstance(exc, DeviceTimeout):
-        return f"timeout ({text})"
-    wrong = "wrong password" if security == "lls" else "wrong key"
-    if isinstance(exc, SecurityError):
-        return f"{wrong} (the meter's HLS reply does not check: {text})"
-    if isinstance(exc, DeviceError):
-        if exc.code == AcseUserDiagnostic.AUTHENTICATION_FAILURE and "association" in text:
-            return f"{wrong} ({text})"
-        if "HLS reply" in text:
-            return f"{wrong} ({text})"
-        return f"refused ({text})"
-    return text
