@@ -34,10 +34,13 @@ from gateway.drivers.dlms.hdlc import (
 )
 from gateway.drivers.modbus.serial_link import ByteStream
 
-__all__ = ["ALL_STATIONS", "Discovery", "attempt_s", "discover"]
+__all__ = ["ALL_STATIONS", "ALL_STATIONS_4", "Discovery", "attempt_s", "candidate", "discover"]
 
-#: Stands for the all-station address in a candidate list.
+#: Stands for the all-station address in a candidate list: 0x7F in a 2-byte server
+#: address, and (ALL_STATIONS_4) 0x3FFF in a 4-byte one, for meters whose physical
+#: address is above 127 (those that derive it from their serial number, say).
 ALL_STATIONS: Final = -1
+ALL_STATIONS_4: Final = -2
 #: A UA with every parameter at its widest: header, HCS, 23-byte information, FCS, flags.
 _LONGEST_UA: Final = 40
 
@@ -66,7 +69,9 @@ def attempt_s(baud: int | None, answer_s: float, logical: int = 1) -> float:
 def candidate(logical: int, physical: int | None) -> HdlcAddress:
     """The server address of a candidate (``ALL_STATIONS``: the all-station address)."""
     if physical == ALL_STATIONS:
-        return HdlcAddress.server(logical, all_station(2))
+        return HdlcAddress.server(logical, all_station(2), width=2)
+    if physical == ALL_STATIONS_4:
+        return HdlcAddress.server(logical, all_station(4), width=4)
     return HdlcAddress.server(logical, physical)
 
 
@@ -83,7 +88,7 @@ async def discover(stream: ByteStream, client: HdlcAddress, logical: int,
             to = candidate(logical, lower)
             if progress is not None:
                 progress(f"SNRM to server address {_name(to)}", index, len(physical))
-            broadcast = lower == ALL_STATIONS
+            broadcast = lower in (ALL_STATIONS, ALL_STATIONS_4)
             answers = await _exchange(stream, _snrm(client, to), client, wait_s,
                                       first=not broadcast)
             for kind, source in answers:

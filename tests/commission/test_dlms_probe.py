@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.commission.dlms_addresses import ALL_STATIONS, attempt_s
+from gateway.commission.dlms_addresses import ALL_STATIONS, ALL_STATIONS_4, attempt_s
 from gateway.commission.dlms_probe import DlmsProbeOutcome, DlmsTarget, probe_dlms
 from gateway.commission.dlms_target import target_for_meter
 from gateway.commission.model import DeviceIdentity, Line
@@ -305,6 +305,23 @@ async def test_hdlc_over_tcp_discovers_and_reads() -> None:
     assert got.findings.association == "ok (none)" and got.device.identity.serial == "4242"
     # No line time on TCP: the one-byte address and 19 each waited out their 0.1 s.
     assert 0.2 <= got.timings["server address"] < 0.5
+
+
+async def test_a_four_byte_address_answers_its_own_all_station_address() -> None:
+    clock = ManualClock(NOW)
+    spec = DlmsMeterSpec("W1", serial="5150", server_physical=1234, answers_all_station=True)
+    async with serve_dlms([spec], clock, medium="tcp", framing="hdlc") as server:
+        found = []
+        for broadcast in (ALL_STATIONS, ALL_STATIONS_4):
+            target = DlmsTarget(medium="tcp", framing="hdlc", address="127.0.0.1",
+                                tcp_port=server.port, server_physical=17, timeout_s=1.0,
+                                scan_physical=(broadcast,), answer_s=0.1)
+            found.append(await probe_dlms(target, clock=clock))
+    # 17 and the 2-byte all-station address (0x7F) are not its; 0x3FFF is.
+    narrow, wide = found
+    assert narrow.findings.server_addresses == ()
+    assert wide.findings.server_addresses == (1234,) and wide.device.unit_id == 1234
+    assert wide.device.identity.serial == "5150"
 
 
 async def test_tcp_wrapper_silent_meter_times_out() -> None:

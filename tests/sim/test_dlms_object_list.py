@@ -85,6 +85,11 @@ def test_snrm_to_the_all_station_address(answers_all_station: bool) -> None:
     # Another logical device's all-station address is not this one's.
     other = HdlcServer(own, answers_all_station=True)
     assert answers(other, snrm(HdlcAddress.server(2, 0x7F))) == []
+    # Nor is the 4-byte form (0x3FFF) of a meter addressed in 2 bytes, and vice versa.
+    assert answers(other, snrm(HdlcAddress.server(1, 0x3FFF, width=4))) == []
+    wide = HdlcServer(HdlcAddress.server(1, 1234), answers_all_station=True)
+    assert answers(wide, snrm(HdlcAddress.server(1, 0x7F))) == []
+    assert answers(wide, snrm(HdlcAddress.server(1, 0x3FFF, width=4)))[0].source.lower == 1234
 
 
 def test_link_up_event_on_the_all_station_snrm() -> None:

@@ -227,10 +227,12 @@ class HdlcServer(LinkStation):
         # A meter alone on its port (an optical head) may take SNRM to its logical
         # device at the all-station physical address and answer from its own address,
         # which is how a client finds an unknown physical address. Not every meter
-        # does (62056-46 leaves it open), hence the switch.
+        # does (62056-46 leaves it open), hence the switch. Only in its own address
+        # size: a meter addressed in 4 bytes takes 0x3FFF, not 0x7F.
         to = frame.destination
         return (self.answers_all_station and frame.kind is FrameKind.SNRM
-                and to.upper == self.own.upper and to.lower == all_station(to.width))
+                and to.width == self.own.width and to.upper == self.own.upper
+                and to.lower == all_station(to.width))
 
     def _may_send(self) -> bool:
         return self._has_poll
