@@ -10,7 +10,8 @@ In order, each step's result kept as soon as it is known (in the caller's
    all-station address, each given the time the line needs and no more;
 3. the association with the given security (none, LLS, HLS-GMAC; the secrets read
    where the meter's config points), reported "ok (security)" or why it failed
-   (wrong password or key, refused, timeout), never with a secret;
+   (wrong password or key, refused, timeout), never with a secret; after a failure the
+   public client (SAP 16) reads what it may, and a note says so;
 4. serial number 0.0.96.1.0.255, logical device name 0.0.42.0.0.255, the clock
    0.0.1.0.0.255 and its drift against ours (measured at the exchange's midpoint, as
    the driver does), the association's object list 0.0.40.0.0.255 attribute 2 (block
