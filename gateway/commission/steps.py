@@ -11,7 +11,7 @@ otherwise with the public client, trying the all-station address on a line.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.commission.dlms_addresses import ALL_STATIONS
@@ -99,12 +99,13 @@ def _host_port(text: str, default: int) -> tuple[str, int]:
         raise ValueError(f"{text!r}: give HOST or HOST:PORT") from None
 
 
-def _modbus_rtu(port: str, plan: ScanPlan, profiles: dict[str, DeviceProfile]) -> Step:
+def _scan_step(scan: Callable[[ScanState, Progress], Awaitable[object]]) -> Step:
+    """A scan as a step: its summary and devices recorded whether it ends or is stopped."""
     async def step(findings: Findings, progress: Progress) -> None:
         state = ScanState()
         stopped = False
         try:
-            await scan_serial(port, plan, profiles, state=state, progress=progress)
+            await scan(state, progress)
         except asyncio.CancelledError:
             stopped = True
             raise
@@ -114,27 +115,18 @@ def _modbus_rtu(port: str, plan: ScanPlan, profiles: dict[str, DeviceProfile]) -
                 findings.add_device(device)
 
     return step
+
+
+def _modbus_rtu(port: str, plan: ScanPlan, profiles: dict[str, DeviceProfile]) -> Step:
+    return _scan_step(lambda state, progress: scan_serial(
+        port, plan, profiles, state=state, progress=progress))
 
 
 def _modbus_tcp(where: str, ids: Sequence[int], timeout_s: float,
                 profiles: dict[str, DeviceProfile]) -> Step:
     host, port = _host_port(where, 502)
-
-    async def step(findings: Findings, progress: Progress) -> None:
-        state = ScanState()
-        stopped = False
-        try:
-            await scan_tcp(host, port, ids, profiles, timeout_s=timeout_s, state=state,
-                           progress=progress)
-        except asyncio.CancelledError:
-            stopped = True
-            raise
-        finally:
-            findings.scans.append(state.summary(interrupted=stopped))
-            for device in state.found:
-                findings.add_device(device)
-
-    return step
+    return _scan_step(lambda state, progress: scan_tcp(
+        host, port, ids, profiles, timeout_s=timeout_s, state=state, progress=progress))
 
 
 def _dlms(target: DlmsTarget, meter_id: str | None) -> Step:
