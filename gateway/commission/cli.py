@@ -8,7 +8,8 @@ go to the terminal; ``--json`` prints the report to stdout instead, for scripts.
 stops the step in hand (its port released), skips the rest and reports what was found.
 ``commission verify`` checks a report was not changed since.
 
-Exit status: 0 every point passed (or warned), 1 a point failed, 2 bad arguments or
+Exit status: 0 every point passed (or warned), 1 a point failed or a step could not run
+(a port that does not open, a refused host: named in the report), 2 bad arguments or
 config, 130 stopped by Ctrl-C (the report is still written).
 """
 
@@ -214,10 +215,12 @@ def run(
             out_console.print("\nConfig to paste:", style="bold")
             out_console.print(report.snippet, highlight=False, markup=False)
         out_console.print(f"report: {json_path}  page: {html_path}", highlight=False)
+    for problem in report.problems:
+        err.print(f"[red]not done[/red] {problem}", markup=True, highlight=False)
     if report.interrupted:
         err.print("stopped before every step ran: the report holds what was found")
         raise typer.Exit(130)
-    if any(rec.verdict == "fail" for rec in report.devices):
+    if report.problems or any(rec.verdict == "fail" for rec in report.devices):
         raise typer.Exit(1)
 
 

@@ -62,6 +62,8 @@ class Report:
     #: Stopped by the installer (Ctrl-C) before every step ran: says so on the page.
     interrupted: bool
     snippet: str
+    #: Steps that could not run, and why (a port that would not open, a refused host).
+    problems: tuple[str, ...] = ()
 
 
 def _canonical(data: Any) -> bytes:
@@ -206,6 +208,8 @@ def render_html(report: Report, report_json: str) -> str:
     if report.interrupted:
         parts.append('<p class="banner">Stopped before every step ran: this report holds '
                      "what was found until then.</p>")
+    for problem in report.problems:
+        parts.append(f'<p class="banner">Not done: {_e(problem)}</p>')
     parts.append("<h2>Devices</h2><table>" + _head(
         ["Meter", "Protocol", "Address", "Unit / server", "Line", "Identity", "Profile",
          "Read-back"]))

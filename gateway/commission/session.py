@@ -55,6 +55,8 @@ class Findings:
     scans: list[ScanSummary] = field(default_factory=list)
     devices: list[DeviceRecord] = field(default_factory=list)
     interrupted: bool = False
+    #: Steps that could not run (a port that does not open, a host that refuses).
+    problems: list[str] = field(default_factory=list)
 
     def add_device(self, device: FoundDevice, meter_id: str | None = None) -> DeviceRecord:
         record = DeviceRecord(device=device, meter_id=meter_id or proposed_id(device))
@@ -86,6 +88,8 @@ async def run_steps(steps: Sequence[Step], progress: Progress, *, site: str | No
     for step in steps:
         try:
             await step(findings, progress)
+        except DriverError as exc:  # this step's port or host: the others still run
+            findings.problems.append(str(exc))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None:
@@ -97,7 +101,8 @@ async def run_steps(steps: Sequence[Step], progress: Progress, *, site: str | No
                   created_at=started.astimezone(UTC).isoformat().replace("+00:00", "Z"),
                   host=socket.gethostname(), site=site, installer=installer,
                   scans=tuple(findings.scans), devices=records,
-                  interrupted=findings.interrupted, snippet=config_snippet(records))
+                  interrupted=findings.interrupted, snippet=config_snippet(records),
+                  problems=tuple(findings.problems))
 
 
 # ---------------------------------------------------------------- read-back

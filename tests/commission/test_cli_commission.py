@@ -120,3 +120,16 @@ async def test_bad_arguments_name_the_option(tmp_path: Path) -> None:
     assert code == 2 and "nothing to do" in err
     code, _, err = await commission("run", "--tcp", "127.0.0.1:1", "--write")
     assert code == 2 and "--write needs --config" in err
+
+
+async def test_a_port_that_does_not_open_is_named_and_the_other_steps_run(
+        line: RtuBus, tmp_path: Path) -> None:
+    code, out, err = await commission(
+        "run", "--port", str(tmp_path / "no-such-tty"), "--port", line.path, "--ids", "2",
+        "--bauds", "9600", "--formats", "8E1", "--no-readback", "--out", str(tmp_path),
+        "--json")
+    assert code == 1, err
+    body = json.loads(out)["report"]
+    [problem] = body["problems"]
+    assert "no-such-tty" in problem and "Traceback" not in err and "not done" in err
+    assert [d["device"]["unit_id"] for d in body["devices"]] == [2]  # the next port scanned
